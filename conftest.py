@@ -1,0 +1,23 @@
+"""Shared pytest setup: quiet TF logs, keep CPU threads sane on 2-core CI, ``--run-large`` opt-in."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import pytest  # noqa: E402
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--run-large", action="store_true", default=False, help="run tests marked large"
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-large"):
+        return
+    skip_large = pytest.mark.skip(reason="large test: pass --run-large to run it")
+    for item in items:
+        if "large" in item.keywords:
+            item.add_marker(skip_large)

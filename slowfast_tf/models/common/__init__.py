@@ -1,0 +1,1 @@
+"""Layers shared by every model family (torch-equivalent padding, BN defaults, inits)."""

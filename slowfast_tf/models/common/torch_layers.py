@@ -1,0 +1,120 @@
+"""Keras building blocks that reproduce PyTorch's Conv3d / BatchNorm3d / MaxPool3d numerics.
+
+Why this file exists: Keras ``padding="same"`` with stride > 1 pads asymmetrically (0 before and 1
+after for an even input), while torch pads ``k // 2`` on both sides. The sampling grids then differ
+by one pixel and converted weights give different outputs (max |delta| ~4 on real activations).
+Every layer with stride > 1 therefore gets an explicit ``ZeroPadding3D`` followed by
+``padding="valid"``. Stride-1 layers with odd kernels are symmetric under ``"same"`` and use it.
+
+Everything here uses ``keras`` only (no ``tf.*``), so models run on the TF, JAX and torch backends.
+All tensors are channels-last: ``[batch, time, height, width, channels]``.
+"""
+
+import keras
+
+# PyTorch BatchNorm3d defaults: eps 1e-5 and momentum 0.1 (torch updates
+# running = (1 - m) * running + m * batch), i.e. Keras momentum 0.9. Keras's
+# default eps (1e-3) would silently change converted models.
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.9
+
+NORM_TYPES = ("batch_norm", "sync_batch_norm")
+
+
+def _triple(value, name):
+    if isinstance(value, int):
+        return (value, value, value)
+    value = tuple(int(v) for v in value)
+    if len(value) != 3:
+        raise ValueError(f"`{name}` must be an int or a 3-tuple (t, h, w). Received: {name}={value}")
+    return value
+
+
+def conv_kernel_initializer():
+    """He/MSRA normal init with fan_out, as fvcore's ``c2_msra_fill`` used by PySlowFast."""
+    return keras.initializers.VarianceScaling(
+        scale=2.0, mode="fan_out", distribution="untruncated_normal"
+    )
+
+
+def conv3d(
+    x,
+    filters,
+    kernel_size,
+    strides=1,
+    padding=None,
+    dilation_rate=1,
+    use_bias=False,
+    kernel_initializer=None,
+    name=None,
+):
+    """A torch-equivalent ``Conv3d`` on a channels-last tensor.
+
+    Args:
+        x: keras tensor ``[B, T, H, W, C]``.
+        filters: int, output channels.
+        kernel_size: int or 3-tuple ``(kt, kh, kw)``.
+        strides: int or 3-tuple.
+        padding: int, 3-tuple of symmetric pads (torch semantics), or None for
+            ``dilation * (k // 2)`` on each axis (what every SlowFast conv uses).
+        dilation_rate: int or 3-tuple.
+        use_bias: bool. SlowFast convs have no bias except the non-local ones.
+        kernel_initializer: Keras initializer; defaults to ``conv_kernel_initializer()``.
+        name: str, layer name (the conversion name maps rely on it).
+    """
+    kernel_size = _triple(kernel_size, "kernel_size")
+    strides = _triple(strides, "strides")
+    dilation_rate = _triple(dilation_rate, "dilation_rate")
+    if padding is None:
+        padding = tuple(d * (k // 2) for k, d in zip(kernel_size, dilation_rate))
+    padding = _triple(padding, "padding")
+    if kernel_initializer is None:
+        kernel_initializer = conv_kernel_initializer()
+
+    same_is_symmetric = all(s == 1 for s in strides) and all(
+        p == d * (k - 1) // 2 and (k - 1) % 2 == 0
+        for k, p, d in zip(kernel_size, padding, dilation_rate)
+    )
+    if same_is_symmetric:
+        keras_padding = "same"
+    else:
+        if any(p > 0 for p in padding):
+            x = keras.layers.ZeroPadding3D(
+                padding=padding, name=None if name is None else f"{name}_pad"
+            )(x)
+        keras_padding = "valid"
+    return keras.layers.Conv3D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding=keras_padding,
+        dilation_rate=dilation_rate,
+        use_bias=use_bias,
+        kernel_initializer=kernel_initializer,
+        name=name,
+    )(x)
+
+
+def batch_norm(x, norm="batch_norm", zero_init=False, name=None):
+    """BatchNorm with torch defaults. ``zero_init`` zeroes gamma (``ZERO_INIT_FINAL_BN``)."""
+    if norm not in NORM_TYPES:
+        raise ValueError(f"`norm` must be one of {NORM_TYPES}. Received: norm={norm!r}")
+    return keras.layers.BatchNormalization(
+        axis=-1,
+        momentum=BN_MOMENTUM,
+        epsilon=BN_EPSILON,
+        gamma_initializer="zeros" if zero_init else "ones",
+        synchronized=norm == "sync_batch_norm",
+        name=name,
+    )(x)
+
+
+def max_pool3d(x, pool_size, strides=None, padding=0, name=None):
+    """Torch ``MaxPool3d``. Zero padding equals torch's -inf padding only for inputs >= 0
+    (every SlowFast max-pool follows a ReLU)."""
+    pool_size = _triple(pool_size, "pool_size")
+    strides = pool_size if strides is None else _triple(strides, "strides")
+    padding = _triple(padding, "padding")
+    if any(p > 0 for p in padding):
+        x = keras.layers.ZeroPadding3D(padding=padding, name=None if name is None else f"{name}_pad")(x)
+    return keras.layers.MaxPooling3D(pool_size, strides=strides, padding="valid", name=name)(x)
