@@ -1,0 +1,205 @@
+"""Named presets of the SlowFast family (PySlowFast ``configs/Kinetics``) and ``build_model``.
+
+Preset names follow ``{arch}[_nln]_r{depth}[_{temporal kernels}]_{T}x{tau}``: ``T x tau`` is the
+*slow* pathway's frames x temporal stride (PySlowFast naming), so ``slowfast_r50_8x8`` reads 32
+fast frames at stride 2 (``num_frames=32``) and keeps every alpha=4th for the slow pathway.
+"""
+
+import dataclasses
+from types import MappingProxyType
+
+from slowfast_tf.models.slowfast.slowfast_backbone import SlowFastBackbone
+from slowfast_tf.models.slowfast.slowfast_video_classifier import SlowFastVideoClassifier
+
+
+@dataclasses.dataclass(frozen=True)
+class SlowFastPreset:
+    """A frozen recipe: backbone kwargs plus the clip sampling the weights were trained with.
+
+    Args:
+        description: str, one line.
+        backbone: dict of ``SlowFastBackbone`` kwargs.
+        sampling_rate: int, fast (or only) pathway temporal stride in frames at 30 fps.
+        train_crop_size: int, training crop (fixes the head pool kernel).
+        test_crop_size: int, test crop (fully convolutional testing; 256 in the paper).
+    """
+
+    description: str
+    backbone: dict
+    sampling_rate: int
+    train_crop_size: int = 224
+    test_crop_size: int = 256
+
+    @property
+    def num_frames(self) -> int:
+        """Frames of the decoded clip (the fast pathway's T for SlowFast)."""
+        return self.backbone["num_frames"]
+
+    @property
+    def alpha(self) -> int:
+        return self.backbone.get("alpha", 4)
+
+    @property
+    def frames(self) -> dict:
+        """``{pathway: frames}`` the model takes, e.g. ``{"slow": 8, "fast": 32}``."""
+        arch = self.backbone.get("arch", "slowfast")
+        if arch == "slowfast":
+            return {"slow": self.num_frames // self.alpha, "fast": self.num_frames}
+        return {"fast" if arch == "fast" else "slow": self.num_frames}
+
+
+def _sf(depth, num_frames, alpha, fusion_kernel_size, **extra):
+    return dict(
+        arch="slowfast",
+        depth=depth,
+        num_frames=num_frames,
+        alpha=alpha,
+        beta_inv=8,
+        fusion_kernel_size=fusion_kernel_size,
+        fusion_channel_ratio=2,
+        **extra,
+    )
+
+
+# Only the first 6 res4 blocks keep a temporal kernel in the "R101_50_50" variant (as in R50).
+_R101_50_50 = [3, 4, 6, 3]
+_NLN_R50 = [[], [1, 3], [1, 3, 5], []]
+_NLN_R101 = [[], [], [6, 13, 20], []]
+
+_PRESETS = {
+    "slowfast_r50_4x16": SlowFastPreset(
+        "SlowFast R50 4x16 (K400 75.6 top-1)", _sf(50, 32, 8, 5), sampling_rate=2
+    ),
+    "slowfast_r50_8x8": SlowFastPreset(
+        "SlowFast R50 8x8, fusion kernel 7 (K400 77.0 top-1)", _sf(50, 32, 4, 7), sampling_rate=2
+    ),
+    "slowfast_r50_16x8": SlowFastPreset(
+        "SlowFast R50 16x8 (Charades / SSv2 recipe)", _sf(50, 64, 4, 7), sampling_rate=2
+    ),
+    "slowfast_r101_8x8": SlowFastPreset(
+        "SlowFast R101 8x8, temporal kernels in all blocks (K400 78.0 top-1)",
+        _sf(101, 32, 4, 5),
+        sampling_rate=2,
+    ),
+    "slowfast_r101_50_101_8x8": SlowFastPreset(
+        "SlowFast R101 8x8, slow res4 temporal kernels in 6 blocks, fast in 23",
+        _sf(101, 32, 4, 5, num_block_temp_kernel=[3, 4, [6, 23], 3]),
+        sampling_rate=2,
+    ),
+    "slowfast_r101_50_50_8x8": SlowFastPreset(
+        "SlowFast R101 8x8 with R50 temporal kernels (paper Table 2: 106 GF)",
+        _sf(101, 32, 4, 5, num_block_temp_kernel=_R101_50_50),
+        sampling_rate=2,
+    ),
+    "slowfast_r101_50_50_16x8": SlowFastPreset(
+        "SlowFast R101 16x8 with R50 temporal kernels (K400 78.9 top-1)",
+        _sf(101, 64, 4, 5, num_block_temp_kernel=_R101_50_50),
+        sampling_rate=2,
+    ),
+    "slowfast_nln_r50_4x16": SlowFastPreset(
+        "SlowFast R50 4x16 + 5 dot-product non-local blocks (res3 [1,3], res4 [1,3,5])",
+        _sf(50, 32, 8, 5, nonlocal_locations=_NLN_R50),
+        sampling_rate=2,
+    ),
+    "slowfast_nln_r50_8x8": SlowFastPreset(
+        "SlowFast R50 8x8 + 5 dot-product non-local blocks (fusion kernel 5, as PySlowFast)",
+        _sf(50, 32, 4, 5, nonlocal_locations=_NLN_R50),
+        sampling_rate=2,
+    ),
+    "slowfast_nln_r101_50_50_16x8": SlowFastPreset(
+        "SlowFast R101 16x8 + 3 dot-product non-local blocks in res4 [6,13,20] (K400 79.8)",
+        _sf(101, 64, 4, 5, num_block_temp_kernel=_R101_50_50, nonlocal_locations=_NLN_R101),
+        sampling_rate=2,
+    ),
+    "slow_r50_4x16": SlowFastPreset(
+        "Slow-only R50 4x16 (K400 72.6 top-1)",
+        dict(arch="slow", depth=50, num_frames=4),
+        sampling_rate=16,
+    ),
+    "slow_r50_8x8": SlowFastPreset(
+        "Slow-only R50 8x8 (K400 74.8 top-1)",
+        dict(arch="slow", depth=50, num_frames=8),
+        sampling_rate=8,
+    ),
+    "slow_nln_r50_8x8": SlowFastPreset(
+        "Slow-only R50 8x8 + 5 dot-product non-local blocks",
+        dict(arch="slow", depth=50, num_frames=8, nonlocal_locations=_NLN_R50),
+        sampling_rate=8,
+    ),
+    "fast_r50_32x2": SlowFastPreset(
+        "Fast-only R50 (the fast pathway alone: 32 frames at stride 2, width 64/8)",
+        dict(arch="fast", depth=50, num_frames=32, beta_inv=8),
+        sampling_rate=2,
+    ),
+    "c2d_r50_8x8": SlowFastPreset(
+        "C2D R50 8x8 (no temporal convs; temporal max-pool /2 after res2)",
+        dict(arch="c2d", depth=50, num_frames=8),
+        sampling_rate=8,
+    ),
+    "c2d_nln_r50_8x8": SlowFastPreset(
+        "C2D R50 8x8 + 5 softmax non-local blocks",
+        dict(arch="c2d", depth=50, num_frames=8, nonlocal_locations=_NLN_R50,
+             nonlocal_instantiation="softmax"),
+        sampling_rate=8,
+    ),
+    "i3d_r50_8x8": SlowFastPreset(
+        "I3D R50 8x8 (inflated 3x1x1 kernels; temporal max-pool /2 after res2)",
+        dict(arch="i3d", depth=50, num_frames=8),
+        sampling_rate=8,
+    ),
+    "i3d_nln_r50_8x8": SlowFastPreset(
+        "I3D R50 8x8 + 5 softmax non-local blocks",
+        dict(arch="i3d", depth=50, num_frames=8, nonlocal_locations=_NLN_R50,
+             nonlocal_instantiation="softmax"),
+        sampling_rate=8,
+    ),
+    "i3d_r101_8x8": SlowFastPreset(
+        "I3D R101 8x8",
+        dict(arch="i3d", depth=101, num_frames=8),
+        sampling_rate=8,
+    ),
+}
+PRESETS = MappingProxyType(_PRESETS)
+
+_CLASSIFIER_KWARGS = ("dropout", "head_pool_size", "train_crop_size", "activation")
+
+
+def list_presets():
+    """Returns the sorted preset names."""
+    return sorted(PRESETS)
+
+
+def get_preset(name):
+    """Returns the ``SlowFastPreset`` called ``name`` (``ValueError`` listing valid names)."""
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset. Valid presets: {list_presets()}. Received: name={name!r}")
+    return PRESETS[name]
+
+
+def build_backbone(preset_name, **overrides):
+    """Builds the ``SlowFastBackbone`` of a preset; ``overrides`` replace backbone kwargs."""
+    preset = get_preset(preset_name)
+    return SlowFastBackbone(**{**preset.backbone, **overrides})
+
+
+def build_model(preset_name, num_classes=400, **overrides):
+    """Builds a ``SlowFastVideoClassifier`` from a preset.
+
+    Args:
+        preset_name: str, one of ``list_presets()``.
+        num_classes: int, classes of the projection (400 = Kinetics-400).
+        **overrides: any ``SlowFastBackbone`` kwarg (e.g. ``depth=18, width=8`` for a tiny
+            model, ``norm="sync_batch_norm"``, ``image_size=224``) or classifier kwarg
+            (``dropout``, ``head_pool_size``, ``train_crop_size``, ``activation``).
+
+    Returns:
+        ``SlowFastVideoClassifier`` whose output is logits ``[B, num_classes]``.
+    """
+    preset = get_preset(preset_name)
+    head_kwargs = {k: overrides.pop(k) for k in _CLASSIFIER_KWARGS if k in overrides}
+    # A model built for a fixed small image size (tiny tests) trains at that size.
+    head_kwargs.setdefault("train_crop_size", overrides.get("image_size") or preset.train_crop_size)
+    backbone = SlowFastBackbone(**{**preset.backbone, **overrides})
+    return SlowFastVideoClassifier(
+        backbone, num_classes=num_classes, name=preset_name, **head_kwargs
+    )
