@@ -1,0 +1,312 @@
+"""tf.data input pipeline: TFRecord shards of SequenceExamples -> batched model inputs.
+
+``build_dataset(file_pattern, config, mode, batch_size)`` yields
+
+* ``mode="train"`` / ``"val"``: ``(inputs, label)``; random temporal window, scale jitter, random
+  crop, flip (``"val"`` = the reference's in-training validation: same random sampling, one clip,
+  no shuffle, no repeat, last partial batch kept).
+* ``mode="test"``: ``(inputs, label, video_index)``; every video gives ``config.num_clips *
+  config.num_crops`` consecutive views (view ``v`` = temporal clip ``v // num_crops``, spatial crop
+  ``v % num_crops``, PySlowFast's order). ``video_index`` (int64 ``[B]``) is unique per video, so
+  the evaluator sums (or maxes) the per-view softmaxes per index. Keras ``predict`` reads only
+  ``inputs`` from such a 3-tuple.
+
+``inputs`` is a dict keyed by pathway, float32 ``[B, T_p, H, W, 3]`` normalised with
+``config.mean`` / ``config.std``. ``label`` is int32 ``[B]``, or multi-hot float32
+``[B, num_classes]`` when ``config.multi_label``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import tensorflow as tf
+
+from slowfast_tf.data import transforms
+from slowfast_tf.data.config import DataConfig
+from slowfast_tf.data.records import parse_sequence_example
+
+MODES = ("train", "val", "test")
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+class CorruptRecordCounter:
+    """Counts records dropped by ``build_dataset(..., skip_corrupt=True)``.
+
+    Pass one to `build_dataset` and read `value()` after (or during) iteration. Records are
+    counted once, whatever number of views failed. A record whose TFRecord framing itself is
+    broken (bad CRC) ends the reading of that shard, it cannot be counted record by record.
+    """
+
+    def __init__(self):
+        with tf.device("/cpu:0"):
+            self.variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="corrupt_records")
+
+    def value(self) -> int:
+        return int(self.variable.numpy())
+
+    def reset(self) -> None:
+        self.variable.assign(0)
+
+
+def label_tensor(label_index: tf.Tensor, config: DataConfig) -> tf.Tensor:
+    """int32 class index (the first listed label), or multi-hot float32 ``[num_classes]``."""
+    if config.multi_label:
+        one_hot = tf.one_hot(tf.cast(label_index, tf.int32), config.num_classes, dtype=tf.float32)
+        return tf.reduce_max(tf.concat([one_hot, tf.zeros([1, config.num_classes])], 0), axis=0)
+    # An unlabelled record (empty list) gets -1 so it can never pass as class 0.
+    return tf.cast(tf.concat([label_index, tf.constant([-1], tf.int64)], 0)[0], tf.int32)
+
+
+def _sample_and_decode(parsed, config, clip_idx, seed):
+    num_video_frames = tf.shape(parsed["frames"])[0]
+    clip_size = transforms.clip_size_in_frames(
+        parsed["fps"], config.num_frames, config.sampling_rate, config.target_fps
+    )
+    indices = transforms.temporal_sample_indices(
+        num_video_frames, config.num_frames, clip_size, clip_idx, config.num_clips, seed=seed
+    )
+    return transforms.decode_frames(parsed["frames"], indices)
+
+
+def _finish(frames, config, crop):
+    frames = transforms.normalize(frames, config.mean, config.std)
+    frames = tf.ensure_shape(frames, [config.num_frames, crop, crop, 3])
+    return transforms.pack_pathways(frames, config.alpha, config.pathways)
+
+
+def preprocess_train(
+    parsed: dict[str, tf.Tensor], config: DataConfig, seed: tf.Tensor | None = None
+) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+    """One training clip from a parsed record: random window, jitter, crop, flip, normalise, pack.
+
+    Args:
+        parsed: output of ``parse_sequence_example``.
+        config: DataConfig.
+        seed: optional int32 ``[2]`` seed making the clip deterministic.
+
+    Returns:
+        ``(inputs_dict, label)``.
+    """
+    if seed is None:
+        seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
+    seeds = tf.random.experimental.stateless_split(seed, num=4)
+    frames = _sample_and_decode(parsed, config, -1, seeds[0])
+    lo, hi = config.train_jitter_scales
+    frames = transforms.random_short_side_scale(frames, lo, hi, seed=seeds[1])
+    frames = transforms.random_crop(frames, config.train_crop, seed=seeds[2])
+    if config.random_flip:
+        frames = transforms.random_flip(frames, seed=seeds[3])
+    return _finish(frames, config, config.train_crop), label_tensor(parsed["label_index"], config)
+
+
+def preprocess_test_view(
+    parsed: dict[str, tf.Tensor], view: tf.Tensor, config: DataConfig
+) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+    """Test view `view` of a parsed record: clip ``view // num_crops``, crop ``view % num_crops``.
+
+    3 crops: short side -> test_crop, then left/center/right. 1 crop: short side ->
+    ``train_jitter_scales[0]``, then a centre crop of test_crop (PySlowFast ``kinetics.py``).
+    """
+    view = tf.cast(view, tf.int32)
+    clip_idx = view // config.num_crops
+    frames = _sample_and_decode(parsed, config, clip_idx, seed=tf.zeros([2], tf.int32))
+    if config.num_crops > 1:
+        frames = transforms.resize_short_side(frames, config.test_crop)
+        frames = transforms.uniform_crop(frames, config.test_crop, view % config.num_crops)
+    else:
+        frames = transforms.resize_short_side(frames, config.train_jitter_scales[0])
+        frames = transforms.uniform_crop(frames, config.test_crop, 1)
+    return _finish(frames, config, config.test_crop), label_tensor(parsed["label_index"], config)
+
+
+def _count_dropped(dataset, counter, index_fn, strip_fn):
+    """Counts gaps in the (ordered) record index after ``ignore_errors`` and logs them."""
+
+    def step(state, element):
+        last, dropped = state
+        index = index_fn(element)
+        gap = tf.maximum(index - last - 1, 0)
+        dropped = dropped + gap
+        if counter is not None:
+            counter.variable.assign_add(gap)
+
+        def log():
+            tf.print("slowfast_tf.data: skipped", gap, "corrupt record(s); total", dropped,
+                     output_stream=sys.stderr)
+            return tf.constant(0)
+
+        tf.cond(gap > 0, log, lambda: tf.constant(0))
+        return (tf.maximum(last, index), dropped), strip_fn(element)
+
+    init = (tf.constant(-1, tf.int64), tf.constant(0, tf.int64))
+    return dataset.scan(init, step)
+
+
+def build_dataset(
+    file_pattern: str | list[str],
+    config: DataConfig,
+    mode: str = "train",
+    batch_size: int = 8,
+    *,
+    shuffle_buffer: int = 64,
+    seed: int | None = None,
+    input_context: tf.distribute.InputContext | None = None,
+    skip_corrupt: bool = True,
+    corrupt_counter: CorruptRecordCounter | None = None,
+    repeat: bool | None = None,
+    cycle_length: int = 8,
+) -> tf.data.Dataset:
+    """Builds the batched video dataset (see the module docstring for the element structure).
+
+    Args:
+        file_pattern: glob (``"/data/k400/train-*.tfrecord"``) or list of globs / files.
+        config: DataConfig.
+        mode: ``"train"``, ``"val"`` or ``"test"``.
+        batch_size: int, per input pipeline (per replica under a strategy).
+        shuffle_buffer: int, records in the shuffle buffer (train). A record holds every JPEG of
+            a video (MBs at 256p), so this is kept far below image-dataset values; file-order
+            shuffling and shard interleaving add more mixing.
+        seed: optional int; makes shuffling and augmentation reproducible.
+        input_context: ``tf.distribute.InputContext``; shards files (or records, when there are
+            fewer files than input pipelines) across input pipelines.
+        skip_corrupt: bool, drop records that fail to parse or decode instead of raising, and
+            log how many were dropped.
+        corrupt_counter: optional `CorruptRecordCounter` that accumulates the dropped count.
+        repeat: bool, repeat forever; defaults to True for train, False otherwise.
+        cycle_length: int, shards read concurrently (train).
+
+    Returns:
+        tf.data.Dataset.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}. Received: mode={mode!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
+    train = mode == "train"
+    repeat = train if repeat is None else repeat
+    patterns = [file_pattern] if isinstance(file_pattern, str) else list(file_pattern)
+    files = sorted({f for p in patterns for f in tf.io.gfile.glob(p)})
+    if not files:
+        raise ValueError(f"No files match file_pattern. Received: file_pattern={file_pattern!r}")
+
+    num_pipelines = input_context.num_input_pipelines if input_context else 1
+    pipeline_id = input_context.input_pipeline_id if input_context else 0
+    file_ds = tf.data.Dataset.from_tensor_slices(files)
+    shard_files = num_pipelines > 1 and len(files) >= num_pipelines
+    if shard_files:
+        file_ds = file_ds.shard(num_pipelines, pipeline_id)
+
+    def read(path):
+        records = tf.data.TFRecordDataset(path)
+        # A broken TFRecord frame (CRC) ends this shard only, instead of the whole run.
+        return records.ignore_errors() if skip_corrupt else records
+
+    if train:
+        file_ds = file_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+        records = file_ds.interleave(
+            read, cycle_length=min(cycle_length, len(files)), block_length=1,
+            num_parallel_calls=AUTOTUNE, deterministic=seed is not None,
+        )
+    else:
+        # Sequential, sorted reading: video_index follows the order of the sorted shard list.
+        records = file_ds.flat_map(read)
+    if num_pipelines > 1 and not shard_files:
+        records = records.shard(num_pipelines, pipeline_id)
+
+    # Order, written once:
+    # shuffle -> repeat: shuffling first keeps epochs apart (every video once per epoch); after
+    #   repeat the buffer would mix the end of one epoch with the start of the next.
+    # shuffle raw records (cheap bytes) before map, so decoding work is spent only on what is used.
+    # enumerate -> map -> ignore_errors -> scan: the index numbers records in consumption order,
+    #   so gaps after ignore_errors count dropped records (map keeps order for that reason).
+    # map before batch: per-video decoding has dynamic shapes; batch(drop_remainder=True) in
+    #   training then gives static batch shapes (XLA/TPU, per-replica BN stats on equal batches).
+    # prefetch last: overlap the input pipeline with the training step.
+    if train:
+        records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        records = records.repeat()
+    records = records.enumerate()
+
+    if mode == "test":
+        num_views = config.num_views
+
+        def expand(index, serialized):
+            parsed = parse_sequence_example(serialized)
+            views = tf.data.Dataset.range(num_views)
+            return views.map(lambda v: (index, parsed, v))
+
+        ds = records.flat_map(expand)
+        ds = ds.map(
+            lambda i, parsed, v: (i, *preprocess_test_view(parsed, v, config)),
+            num_parallel_calls=AUTOTUNE, deterministic=True,
+        )
+    else:
+
+        def process(index, serialized):
+            parsed = parse_sequence_example(serialized)
+            element_seed = None
+            if seed is not None:
+                element_seed = tf.stack([tf.constant(seed, tf.int64), index])
+                element_seed = tf.cast(element_seed % (2**31 - 1), tf.int32)
+            return (index, *preprocess_train(parsed, config, seed=element_seed))
+
+        ds = records.map(process, num_parallel_calls=AUTOTUNE, deterministic=True)
+
+    if skip_corrupt:
+        ds = ds.ignore_errors()
+    if mode == "test":
+        # Unique across input pipelines: local index * pipelines + pipeline id.
+        def strip(e):
+            return e[1], e[2], e[0] * num_pipelines + pipeline_id
+    else:
+        def strip(e):
+            return e[1], e[2]
+    if skip_corrupt:
+        ds = _count_dropped(ds, corrupt_counter, lambda e: e[0], strip)
+    else:
+        ds = ds.map(lambda *e: strip(e))
+
+    ds = ds.batch(batch_size, drop_remainder=train)
+    return ds.prefetch(AUTOTUNE)
+
+
+def make_distributed_dataset(
+    strategy: tf.distribute.Strategy,
+    file_pattern: str | list[str],
+    config: DataConfig,
+    mode: str = "train",
+    global_batch_size: int = 64,
+    **kwargs,
+) -> tf.distribute.DistributedDataset:
+    """Per-replica pipelines via ``strategy.distribute_datasets_from_function``.
+
+    Each input pipeline reads its own shard of the files (``InputContext``) and batches
+    ``global_batch_size / num_replicas`` clips, so BN statistics are per replica as in PySlowFast.
+
+    Args:
+        strategy: tf.distribute.Strategy.
+        file_pattern: glob or list of globs.
+        config: DataConfig.
+        mode: ``"train"``, ``"val"`` or ``"test"``.
+        global_batch_size: int, divisible by the number of replicas.
+        **kwargs: forwarded to `build_dataset`.
+
+    Returns:
+        tf.distribute.DistributedDataset.
+    """
+    replicas = strategy.num_replicas_in_sync
+    if global_batch_size % replicas:
+        raise ValueError(
+            "global_batch_size must be divisible by the number of replicas. "
+            f"Received: global_batch_size={global_batch_size}, replicas={replicas}"
+        )
+
+    def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        per_replica = context.get_per_replica_batch_size(global_batch_size)
+        return build_dataset(
+            file_pattern, config, mode, per_replica, input_context=context, **kwargs
+        )
+
+    return strategy.distribute_datasets_from_function(dataset_fn)
