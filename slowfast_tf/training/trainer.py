@@ -1,0 +1,322 @@
+"""The training loop: ``model.fit`` with the PySlowFast recipe, fault-tolerant checkpoints and logs.
+
+``train.py`` builds the strategy, the precision policy, the model (inside ``strategy.scope()``) and
+the datasets, then calls ``compile_model`` and ``fit``. ``model.fit`` already does the
+distributed-training bookkeeping that TF Model Garden writes by hand: the loss is divided by the
+number of replicas before the gradient all-reduce (``scale_loss_for_distribution``) and, under the
+``mixed_float16`` policy, ``compile`` wraps the optimizer in a ``LossScaleOptimizer`` (dynamic loss
+scaling). Resuming after a kill is ``BackupAndRestore``: it restores the weights, the optimizer
+state (momentum buffers and ``iterations``, hence the LR schedule position) and the epoch.
+"""
+
+import dataclasses
+import json
+import os
+import tempfile
+import warnings
+
+import keras
+import tensorflow as tf
+from absl import logging
+from keras.src.saving import saving_lib
+
+from slowfast_tf.training import losses, lr_schedule, metrics, optimizer, precise_bn, strategy
+
+HEAD_LAYER_NAMES = ("head_projection",)
+
+
+@dataclasses.dataclass
+class RecipeConfig:
+    """Optimisation recipe (PySlowFast ``SOLVER`` / ``BN`` / ``TRAIN`` keys in brackets).
+
+    Attributes:
+        num_classes: int, classifier width.
+        multi_label: bool, sigmoid/BCE and mAP instead of softmax/CE and top-k (Charades).
+        epochs: int, ``MAX_EPOCH``.
+        base_lr: float, LR for ``base_batch_size`` clips (``BASE_LR`` 0.1 for 64).
+        base_batch_size: int, batch the base LR refers to (linear scaling rule).
+        global_batch_size: int, clips per step over all replicas.
+        lr_policy: ``"cosine"`` or ``"steps_with_relative_lrs"``.
+        warmup_epochs: float, ``WARMUP_EPOCHS``.
+        warmup_start_lr: float, ``WARMUP_START_LR`` for ``base_batch_size`` (scaled like base_lr).
+        cosine_end_lr: float, ``COSINE_END_LR``.
+        lr_steps: tuple, ``STEPS`` (epochs) for the steps policy.
+        lr_multipliers: tuple, ``LRS`` for the steps policy.
+        momentum: float, ``MOMENTUM``.
+        nesterov: bool, ``NESTEROV``.
+        weight_decay: float, ``WEIGHT_DECAY`` (BN gamma/beta never decayed, ``BN.WEIGHT_DECAY=0``).
+        weight_decay_mode: ``"coupled"`` (torch, default) or ``"decoupled"`` (Keras).
+        clipnorm: optional float, global gradient clipping (off in PySlowFast).
+        precise_bn_batches: int, batches for precise BN before each checkpoint (0 = off).
+        checkpoint_period: int, epochs between kept checkpoints (``CHECKPOINT_PERIOD``).
+        jit_compile: bool, XLA-compile the train step.
+    """
+
+    num_classes: int
+    multi_label: bool = False
+    epochs: int = 196
+    base_lr: float = 0.1
+    base_batch_size: int = 64
+    global_batch_size: int = 64
+    lr_policy: str = "cosine"
+    warmup_epochs: float = 34.0
+    warmup_start_lr: float = 0.01
+    cosine_end_lr: float = 0.0
+    lr_steps: tuple = ()
+    lr_multipliers: tuple = ()
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4
+    weight_decay_mode: str = "coupled"
+    clipnorm: float | None = None
+    precise_bn_batches: int = 0
+    checkpoint_period: int = 1
+    jit_compile: bool = False
+
+    def learning_rate(self, steps_per_epoch: int) -> lr_schedule.SlowFastLRSchedule:
+        """The per-iteration schedule after the linear scaling rule."""
+        scale = lr_schedule.scale_learning_rate(1.0, self.global_batch_size, self.base_batch_size)
+        return lr_schedule.SlowFastLRSchedule(
+            steps_per_epoch,
+            base_lr=self.base_lr * scale,
+            max_epoch=self.epochs,
+            warmup_epochs=self.warmup_epochs,
+            warmup_start_lr=self.warmup_start_lr * scale,
+            policy=self.lr_policy,
+            cosine_end_lr=self.cosine_end_lr * scale,
+            steps=self.lr_steps,
+            lrs=self.lr_multipliers,
+        )
+
+
+def compile_model(model: keras.Model, recipe: RecipeConfig, steps_per_epoch: int):
+    """Compiles ``model`` with the recipe's optimizer, loss and metrics. Call under the strategy scope.
+
+    Returns:
+        the (unwrapped) optimizer.
+    """
+    opt = optimizer.build_optimizer(
+        model,
+        recipe.learning_rate(steps_per_epoch),
+        momentum=recipe.momentum,
+        nesterov=recipe.nesterov,
+        weight_decay=recipe.weight_decay,
+        weight_decay_mode=recipe.weight_decay_mode,
+        clipnorm=recipe.clipnorm,
+    )
+    model.compile(
+        optimizer=opt,
+        loss=losses.build_loss(recipe.multi_label),
+        metrics=metrics.build_train_metrics(recipe.num_classes, recipe.multi_label),
+        jit_compile=recipe.jit_compile,
+    )
+    return opt
+
+
+def load_init_weights(
+    model: keras.Model,
+    path: str,
+    skip_head: bool | str = "auto",
+    head_layer_names: tuple = HEAD_LAYER_NAMES,
+) -> list:
+    """Loads a Keras ``.weights.h5`` (e.g. converted PySlowFast weights) for fine-tuning.
+
+    Args:
+        model: built model with the same architecture as the file, up to the head.
+        path: ``.weights.h5`` file.
+        skip_head: ``True`` never loads the head layers, ``False`` loads everything (strict),
+            ``"auto"`` loads everything when the shapes match and skips the head otherwise
+            (the usual case: a 400-class Kinetics file fine-tuned to ``--num_classes``).
+        head_layer_names: names of the classifier layers that may be skipped.
+
+    Returns:
+        list of the layer names that were skipped.
+    """
+    if skip_head not in (True, False, "auto"):
+        raise ValueError(f"`skip_head` must be True, False or 'auto'. Received: {skip_head!r}")
+    if not str(path).endswith(".weights.h5"):
+        raise ValueError(f"Expected a Keras `.weights.h5` file. Received: path={path}")
+    heads = [layer for layer in model._flatten_layers() if layer.name in head_layer_names]
+
+    def load_skipping_heads():
+        with warnings.catch_warnings():
+            # Keras warns about the functional graph's bookkeeping container when objects are
+            # skipped; it holds no weights of its own (the tests check the others are loaded).
+            warnings.filterwarnings("ignore", message="Skipping nested container")
+            saving_lib.load_weights_only(model, path, objects_to_skip=heads)
+        return [layer.name for layer in heads]
+
+    if skip_head is True:
+        return load_skipping_heads()
+    try:
+        saving_lib.load_weights_only(model, path)
+        return []
+    except ValueError as error:
+        if skip_head is False or not heads:
+            raise
+        logging.info("Head mismatch (%s); loading everything but %s.", error, head_layer_names)
+    return load_skipping_heads()
+
+
+class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """``BackupAndRestore`` for multi-worker runs: every worker restores, only the chief writes.
+
+    Keras's callback is not worker-aware; with a shared ``model_dir`` several workers would
+    overwrite one file. Workers hold identical (all-reduced) weights, so one writer is enough.
+    """
+
+    def __init__(self, backup_dir, is_chief=True, **kwargs):
+        super().__init__(backup_dir, **kwargs)
+        self.is_chief = is_chief
+
+    def _save_model(self):
+        if self.is_chief:
+            super()._save_model()
+
+    def on_train_end(self, logs=None):
+        if self.is_chief:
+            super().on_train_end(logs)
+
+
+class TrainStateLogger(keras.callbacks.Callback):
+    """Appends ``{"event", "epoch", "step", "learning_rate"}`` lines to ``train_state.jsonl``.
+
+    Placed after ``BackupAndRestore`` so that ``train_begin`` shows the restored epoch and step
+    (resume tests and humans read it). Also adds ``learning_rate`` to the epoch logs, so it shows
+    up in TensorBoard and ``history.csv``.
+    """
+
+    def __init__(self, path, write=True):
+        super().__init__()
+        self.path = path
+        self.write = write
+
+    def _step(self):
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def _lr(self):
+        return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    def _log(self, **record):
+        if self.write:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def on_train_begin(self, logs=None):
+        epoch = int(getattr(self.model, "_initial_epoch", 0) or 0)
+        self._log(event="train_begin", epoch=epoch, step=self._step(), learning_rate=self._lr())
+        if epoch:
+            logging.info("Resumed from epoch %d, step %d.", epoch, self._step())
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = self._lr()
+        self._log(event="epoch_end", epoch=epoch + 1, step=self._step(), learning_rate=self._lr())
+
+
+class PreciseBNCallback(keras.callbacks.Callback):
+    """Recomputes BN statistics at the last batch of every ``period``-th epoch.
+
+    The last batch (not ``on_epoch_end``) so that ``fit``'s validation and the checkpoint callbacks
+    that follow already see the precise statistics, as in PySlowFast.
+    """
+
+    def __init__(self, dataset, num_batches, steps_per_epoch, period=1):
+        super().__init__()
+        self.dataset = dataset
+        self.num_batches = num_batches
+        self.steps_per_epoch = steps_per_epoch
+        self.period = period
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == self.steps_per_epoch - 1 and (self._epoch + 1) % self.period == 0:
+            precise_bn.update_bn_stats(self.model, self.dataset, self.num_batches)
+
+
+def build_callbacks(
+    model_dir: str,
+    steps_per_epoch: int,
+    recipe: RecipeConfig,
+    precise_bn_dataset: tf.data.Dataset | None = None,
+    tensorboard: bool = True,
+) -> list:
+    """Backup/restore, periodic checkpoints, precise BN, LR/state log, CSV and TensorBoard logs.
+
+    Files (chief only): ``backup/`` (resume state), ``checkpoints/epoch_NNN.weights.h5``,
+    ``train_state.jsonl``, ``history.csv``, ``logs/`` (TensorBoard).
+    """
+    chief = strategy.is_chief()
+    # Non-chief workers write their logs and checkpoints to a throwaway directory.
+    write_dir = model_dir if chief else tempfile.mkdtemp(prefix=f"{strategy.task_id()}_")
+    os.makedirs(write_dir, exist_ok=True)
+    callbacks = []
+    if recipe.precise_bn_batches > 0 and precise_bn_dataset is not None:
+        callbacks.append(
+            PreciseBNCallback(
+                precise_bn_dataset,
+                recipe.precise_bn_batches,
+                steps_per_epoch,
+                recipe.checkpoint_period,
+            )
+        )
+    callbacks += [
+        # Kept after training (delete_checkpoint=False): re-running a finished job is a no-op.
+        ChiefBackupAndRestore(
+            os.path.join(model_dir, "backup"), is_chief=chief, delete_checkpoint=False
+        ),
+        TrainStateLogger(os.path.join(write_dir, "train_state.jsonl"), write=chief),
+        keras.callbacks.ModelCheckpoint(
+            os.path.join(write_dir, "checkpoints", "epoch_{epoch:03d}.weights.h5"),
+            save_weights_only=True,
+            save_freq=recipe.checkpoint_period * steps_per_epoch,
+        ),
+        keras.callbacks.CSVLogger(os.path.join(write_dir, "history.csv"), append=True),
+    ]
+    if tensorboard:
+        callbacks.append(
+            keras.callbacks.TensorBoard(os.path.join(write_dir, "logs"), update_freq="epoch")
+        )
+    return callbacks
+
+
+def fit(
+    model: keras.Model,
+    train_dataset: tf.data.Dataset,
+    recipe: RecipeConfig,
+    model_dir: str,
+    steps_per_epoch: int,
+    val_dataset: tf.data.Dataset | None = None,
+    val_steps: int | None = None,
+    precise_bn_dataset: tf.data.Dataset | None = None,
+    tensorboard: bool = True,
+    verbose: int | str = "auto",
+):
+    """Trains a compiled model, resuming from ``model_dir/backup`` if present.
+
+    Saves ``model_dir/final.weights.h5`` at the end (chief only).
+
+    Returns:
+        the Keras ``History``.
+    """
+    if steps_per_epoch <= 0:
+        raise ValueError(f"`steps_per_epoch` must be > 0. Received: {steps_per_epoch}")
+    callbacks = build_callbacks(
+        model_dir, steps_per_epoch, recipe, precise_bn_dataset or train_dataset, tensorboard
+    )
+    history = model.fit(
+        train_dataset,
+        epochs=recipe.epochs,
+        steps_per_epoch=steps_per_epoch,
+        validation_data=val_dataset,
+        validation_steps=val_steps,
+        callbacks=callbacks,
+        shuffle=False,  # tf.data pipelines shuffle themselves.
+        verbose=verbose,
+    )
+    if strategy.is_chief():
+        model.save_weights(os.path.join(model_dir, "final.weights.h5"), overwrite=True)
+    return history

@@ -1,0 +1,78 @@
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from slowfast_tf.training import trainer
+
+
+def stand_in_model(num_classes=3, frames=4, size=8):
+    """A tiny video classifier with the project's I/O contract: dict input, logits output."""
+    inputs = {"slow": keras.Input((frames, size, size, 3), name="slow")}
+    x = keras.layers.Conv3D(4, 3, padding="same", use_bias=False, name="conv")(inputs["slow"])
+    x = keras.layers.BatchNormalization(name="conv_bn")(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.GlobalAveragePooling3D()(x)
+    x = keras.layers.Dropout(0.5)(x)
+    outputs = keras.layers.Dense(num_classes, name="head_projection")(x)
+    return keras.Model(inputs, outputs)
+
+
+def stand_in_dataset(num_examples=24, batch_size=4, num_classes=3, multi_label=False, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, num_classes, num_examples)
+    # Class-dependent brightness: learnable in a few steps.
+    clips = rng.normal(size=(num_examples, 4, 8, 8, 3)).astype("float32")
+    clips += labels[:, None, None, None, None].astype("float32")
+    y = np.eye(num_classes, dtype="float32")[labels] if multi_label else labels.astype("int32")
+    ds = tf.data.Dataset.from_tensor_slices(({"slow": clips}, y))
+    return ds.shuffle(num_examples, seed=seed).repeat().batch(batch_size, drop_remainder=True)
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_fit_writes_checkpoints_logs_and_learns(tmp_path, multi_label):
+    keras.utils.set_random_seed(0)
+    model = stand_in_model()
+    recipe = trainer.RecipeConfig(
+        num_classes=3, multi_label=multi_label, epochs=3, base_lr=0.8, global_batch_size=4,
+        base_batch_size=64, warmup_epochs=1, warmup_start_lr=0.08, precise_bn_batches=2,
+    )
+    opt = trainer.compile_model(model, recipe, steps_per_epoch=6)
+    history = trainer.fit(model, stand_in_dataset(multi_label=multi_label), recipe, str(tmp_path),
+                          steps_per_epoch=6, tensorboard=False, verbose=0)
+    losses = history.history["loss"]
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert int(opt.iterations.numpy()) == 18
+    for name in ["final.weights.h5", "history.csv", "backup/latest.weights.h5",
+                 "checkpoints/epoch_003.weights.h5"]:
+        assert os.path.exists(tmp_path / name), name
+    with open(tmp_path / "train_state.jsonl") as f:
+        states = [json.loads(line) for line in f]
+    assert [s["step"] for s in states] == [0, 6, 12, 18]
+    # Linear scaling: 0.8 * 4 / 64 = 0.05 peak, warmup from 0.005.
+    assert states[0]["learning_rate"] == pytest.approx(0.005)
+    assert "learning_rate" in history.history
+
+
+def test_load_init_weights_skips_a_mismatched_head(tmp_path):
+    source = stand_in_model(num_classes=5)
+    path = str(tmp_path / "k400.weights.h5")
+    source.save_weights(path)
+    target = stand_in_model(num_classes=3)
+    head_before = target.get_layer("head_projection").kernel.numpy()
+    skipped = trainer.load_init_weights(target, path)
+    assert skipped == ["head_projection"]
+    np.testing.assert_array_equal(target.get_layer("conv").kernel.numpy(),
+                                  source.get_layer("conv").kernel.numpy())
+    np.testing.assert_array_equal(target.get_layer("head_projection").kernel.numpy(), head_before)
+    with pytest.raises(ValueError):
+        trainer.load_init_weights(stand_in_model(num_classes=3), path, skip_head=False)
+    same = stand_in_model(num_classes=5)
+    assert trainer.load_init_weights(same, path) == []
+    np.testing.assert_array_equal(same.get_layer("head_projection").kernel.numpy(),
+                                  source.get_layer("head_projection").kernel.numpy())
+    with pytest.raises(ValueError, match="path=model.h5"):
+        trainer.load_init_weights(same, "model.h5")
