@@ -1,0 +1,243 @@
+"""The PyTorchVideo reference side of the parity checks (``--verify``, tests, tools script).
+
+Builds PyTorchVideo's SlowFast / Slow ResNets with the same architecture as a Keras preset,
+randomises their BatchNorm statistics (so conversion bugs in BN cannot hide behind identity
+statistics) and runs them with forward hooks that capture the per-stage endpoints in the
+Keras layout ``[B, T, H, W, C]``.
+
+pytorchvideo 0.1.5 imports ``torchvision.ops.RoIAlign`` at module import time, only for the
+detection heads. torchvision is not needed otherwise (and does not install next to this
+torch build), so :func:`import_pytorchvideo` registers a minimal stub when the real package is
+missing.
+"""
+
+import dataclasses
+import importlib.util
+import sys
+import types
+
+import numpy as np
+
+from slowfast_tf.convert.checkpoints import import_torch
+
+
+def _install_torchvision_stub():
+    """Registers ``torchvision`` / ``torchvision.ops`` stubs with a RoIAlign that refuses use."""
+
+    class RoIAlign:  # noqa: D401 - stub
+        def __init__(self, *args, **kwargs):
+            raise ImportError(
+                "torchvision is not installed: the pytorchvideo ROI (detection) heads are "
+                "unavailable; classification models work without it."
+            )
+
+    torchvision = types.ModuleType("torchvision")
+    ops = types.ModuleType("torchvision.ops")
+    ops.RoIAlign = RoIAlign
+    torchvision.ops = ops
+    torchvision.__stub__ = True
+    sys.modules["torchvision"] = torchvision
+    sys.modules["torchvision.ops"] = ops
+
+
+def import_pytorchvideo():
+    """Imports ``pytorchvideo.models`` (stubbing torchvision if absent) and returns it."""
+    import_torch()
+    if "torchvision" not in sys.modules and importlib.util.find_spec("torchvision") is None:
+        _install_torchvision_stub()
+    try:
+        import pytorchvideo.models as ptv_models
+    except ImportError as e:
+        raise ImportError(
+            "The torch reference needs pytorchvideo (`pip install pytorchvideo==0.1.5`)."
+        ) from e
+    return ptv_models
+
+
+@dataclasses.dataclass(frozen=True)
+class ReferenceArch:
+    """The architecture facts a PyTorchVideo reference needs.
+
+    Attributes:
+        pathways: tuple, ``("slow", "fast")`` for SlowFast or ``("slow",)`` for Slow-only.
+        depth: int, 50 or 101.
+        alpha: int, slow/fast frame-rate ratio (fusion temporal stride).
+        beta_inv: int, slow/fast channel ratio.
+        width: int, stem width of the slow pathway (64; smaller widths give cheap tests).
+        fusion_kernel: int, temporal kernel of the lateral convs (7 for 8x8 R50, else 5).
+        slow_frames: int, slow-pathway frames (the head pool's temporal size).
+        head_pool_hw: int, spatial size of the head average pool (crop // 32 for a 1x1 grid).
+        num_classes: int.
+        slow_temporal_kernels / fast_temporal_kernels: per-stage (res2..res5) tuples of
+            per-block temporal kernels of conv ``a``; None uses the standard R50 bases.
+    """
+
+    pathways: tuple = ("slow", "fast")
+    depth: int = 50
+    alpha: int = 4
+    beta_inv: int = 8
+    width: int = 64
+    fusion_kernel: int = 7
+    slow_frames: int = 8
+    head_pool_hw: int = 7
+    num_classes: int = 400
+    slow_temporal_kernels: tuple | None = None
+    fast_temporal_kernels: tuple | None = None
+
+    @property
+    def fast_frames(self):
+        return self.slow_frames * self.alpha
+
+
+def _conv_a_sizes(per_stage):
+    """Per-stage per-block temporal kernels -> PTV conv_a kernel tuples."""
+    return tuple(tuple((int(k), 1, 1) for k in stage) for stage in per_stage)
+
+
+def build_ptv_model(arch):
+    """Builds the PyTorchVideo model for ``arch`` (random weights, eval mode).
+
+    Args:
+        arch: ReferenceArch.
+
+    Returns:
+        torch.nn.Module taking ``[slow, fast]`` (SlowFast) or a tensor (Slow), NCTHW.
+    """
+    ptv = import_pytorchvideo()
+    hw = arch.head_pool_hw
+    if tuple(arch.pathways) == ("slow", "fast"):
+        kwargs = {}
+        if arch.slow_temporal_kernels is not None:
+            kwargs["stage_conv_a_kernel_sizes"] = (
+                _conv_a_sizes(arch.slow_temporal_kernels),
+                _conv_a_sizes(arch.fast_temporal_kernels),
+            )
+        model = ptv.create_slowfast(
+            model_depth=arch.depth,
+            model_num_class=arch.num_classes,
+            slowfast_channel_reduction_ratio=(arch.beta_inv,),
+            slowfast_fusion_conv_kernel_size=(arch.fusion_kernel, 1, 1),
+            slowfast_fusion_conv_stride=(arch.alpha, 1, 1),
+            stem_dim_outs=(arch.width, arch.width // arch.beta_inv),
+            head_pool_kernel_sizes=((arch.slow_frames, hw, hw), (arch.fast_frames, hw, hw)),
+            **kwargs,
+        )
+    elif tuple(arch.pathways) == ("slow",):
+        kwargs = {}
+        if arch.slow_temporal_kernels is not None:
+            kwargs["stage_conv_a_kernel_size"] = _conv_a_sizes(arch.slow_temporal_kernels)
+        model = ptv.create_resnet(
+            model_depth=arch.depth,
+            model_num_class=arch.num_classes,
+            stem_dim_out=arch.width,
+            stem_conv_kernel_size=(1, 7, 7),
+            head_pool_kernel_size=(arch.slow_frames, hw, hw),
+            **kwargs,
+        )
+    else:
+        raise ValueError(
+            "The PyTorchVideo reference supports ('slow', 'fast') and ('slow',) models. "
+            f"Received: pathways={arch.pathways}"
+        )
+    return model.eval()
+
+
+def randomize_batch_norm_(model, inputs, seed=0):
+    """Gives every BatchNorm realistic but random statistics and affine parameters.
+
+    A random network with identity BN statistics lets a swapped mean/var or gamma/beta go
+    unnoticed, and purely random statistics make activations blow up or vanish over 50
+    layers. So the statistics are first measured on ``inputs`` (one train-mode pass with a
+    cumulative average), then perturbed: mean += N(0, 0.2 std), var *= U(0.5, 2),
+    gamma ~ U(0.5, 1.5) (x0.2 on each block's last BN), beta ~ N(0, 0.2).
+
+    Args:
+        model: torch module (left in eval mode).
+        inputs: the model input used to measure the statistics.
+        seed: int.
+    """
+    torch = import_torch()
+    generator = torch.Generator().manual_seed(seed)
+    norms = [
+        (name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+    ]
+    for _, m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # Cumulative average: one batch gives exactly its statistics.
+    model.train()
+    with torch.no_grad():
+        model(inputs)
+        for name, m in norms:
+            n = m.num_features
+
+            def rand(*shape):
+                return torch.rand(*shape, generator=generator)
+
+            std = m.running_var.sqrt()
+            m.running_mean += 0.2 * std * torch.randn(n, generator=generator)
+            m.running_var *= 0.5 + 1.5 * rand(n)
+            # The last BN of a residual branch gets a small gamma (as zero-init would in
+            # training) so 16 residual additions do not grow activations by 1e5.
+            final = name.endswith(("norm_c", "c_bn"))
+            m.weight.copy_((0.5 + rand(n)) * (0.2 if final else 1.0))
+            m.bias.copy_(0.2 * torch.randn(n, generator=generator))
+            m.momentum = 0.1
+    model.eval()
+
+
+def endpoint_modules(model, arch):
+    """``{endpoint: module}`` whose outputs equal the Keras backbone endpoints.
+
+    Endpoints are the per-pathway outputs of the stem and of each residual stage, before the
+    lateral fusion is concatenated (PTV applies the fusion in a separate sub-module).
+    """
+    names = {1: "stem", 2: "res2", 3: "res3", 4: "res4", 5: "res5"}
+    modules = {}
+    if tuple(arch.pathways) == ("slow", "fast"):
+        for stage in range(1, 6):
+            for p, pathway in enumerate(arch.pathways):
+                block = model.blocks[stage - 1].multipathway_blocks[p]
+                modules[f"{pathway}_{names[stage]}"] = block
+    else:
+        res_blocks = [b for b in model.blocks if hasattr(b, "res_blocks")]
+        modules["slow_stem"] = model.blocks[0]
+        for stage, block in zip(range(2, 6), res_blocks):
+            modules[f"slow_{names[stage]}"] = block
+    return modules
+
+
+def to_torch_inputs(inputs, arch):
+    """Keras input dict ``{"slow": [B,T,H,W,C], ...}`` -> the PTV model input (NCTHW)."""
+    torch = import_torch()
+    tensors = [
+        torch.from_numpy(np.ascontiguousarray(np.transpose(np.asarray(inputs[p]), (0, 4, 1, 2, 3))))
+        for p in arch.pathways
+    ]
+    return tensors if len(tensors) > 1 else tensors[0]
+
+
+def run_reference(model, inputs, arch, with_endpoints=True):
+    """Runs the PTV model on a Keras input dict.
+
+    Returns:
+        ``(logits, endpoints)``: ``[B, classes]`` numpy logits (PTV head = mean of per-position
+        logits) and ``{endpoint: [B, T, H, W, C]}`` numpy arrays (empty if not requested).
+    """
+    torch = import_torch()
+    captured, handles = {}, []
+    if with_endpoints:
+        for name, module in endpoint_modules(model, arch).items():
+
+            def hook(_module, _inputs, output, name=name):
+                captured[name] = output.detach().permute(0, 2, 3, 4, 1).numpy().copy()
+
+            handles.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            logits = model(to_torch_inputs(inputs, arch)).numpy()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return logits, captured

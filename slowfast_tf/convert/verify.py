@@ -1,0 +1,213 @@
+"""Numerical parity of a converted Keras model against the PyTorchVideo reference.
+
+``verify_against_reference`` loads the same PySlowFast-named state dict into a PyTorchVideo
+model, runs both on one random clip and compares every per-stage endpoint (``slow_stem`` ...
+``fast_res5``, before the lateral concat) and the logits. The PTV head returns the mean of
+the per-position logits, the same quantity as the Keras classifier output.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from slowfast_tf.convert import name_maps, torch_reference
+
+# Temporal kernel basis of conv ``a`` per stage (res2..res5), PySlowFast
+# _TEMPORAL_KERNEL_BASIS; used to express num_block_temp_kernel as per-block PTV kernels.
+_BASIS = {"slow": (1, 1, 3, 3), "fast": (3, 3, 3, 3)}
+_STAGE_DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+
+
+def reference_arch_for(model):
+    """Describes a Keras SlowFast classifier as a ``ReferenceArch`` for PyTorchVideo.
+
+    Args:
+        model: ``SlowFastVideoClassifier`` (uses ``model.backbone`` attributes).
+
+    Returns:
+        ReferenceArch, or None when PyTorchVideo has no equivalent model (non-local blocks,
+        C2D / I3D / Fast-only, depth 18, non-default strides or laterals).
+    """
+    bb = getattr(model, "backbone", None)
+    if bb is None or getattr(bb, "arch", None) not in ("slowfast", "slow"):
+        return None
+    if bb.depth not in _STAGE_DEPTHS or any(bb.nonlocal_locations):
+        return None
+    if getattr(bb, "lateral_type", "time_strided_conv") != "time_strided_conv":
+        return None
+    if getattr(bb, "fast_input", "rgb") != "rgb" or bb.fusion_channel_ratio != 2:
+        return None
+    if tuple(bb.spatial_strides) != (1, 2, 2, 2) or tuple(bb.spatial_dilations) != (1, 1, 1, 1):
+        return None
+    pools = {tuple(v) for v in model.head_pool_size.values()}
+    hw = {(h, w) for _, h, w in pools}
+    if len(hw) != 1 or len({h for h, _ in hw}) != 1:
+        return None
+    pathways = tuple(bb.pathways)
+    depths = _STAGE_DEPTHS[bb.depth]
+    kernels = []
+    for p, key in enumerate(pathways):
+        per_stage = []
+        for j, n_blocks in enumerate(depths):
+            n_temp = bb.num_block_temp_kernel[j][p]
+            per_stage.append(tuple([_BASIS[key][j]] * n_temp + [1] * (n_blocks - n_temp)))
+        kernels.append(tuple(per_stage))
+    standard = all(
+        bb.num_block_temp_kernel[j][p] >= depths[j] for j in range(4) for p in range(len(pathways))
+    )
+    for key in pathways:
+        if model.head_pool_size[key][0] != bb.output_frames[key]:
+            return None
+    return torch_reference.ReferenceArch(
+        pathways=pathways,
+        depth=bb.depth,
+        alpha=bb.alpha,
+        beta_inv=bb.beta_inv,
+        width=bb.width,
+        fusion_kernel=bb.fusion_kernel_size,
+        slow_frames=bb.input_frames["slow"],
+        head_pool_hw=next(iter(hw))[0],
+        num_classes=model.num_classes,
+        slow_temporal_kernels=None if standard else kernels[0],
+        fast_temporal_kernels=None if standard or len(kernels) < 2 else kernels[1],
+    )
+
+
+def pyslowfast_state_to_ptv(state, arch):
+    """PySlowFast-named numpy state -> PTV-named torch state dict for ``arch``."""
+    torch = torch_reference.import_torch()
+    multipathway = len(arch.pathways) == 2
+    return {
+        name_maps.pyslowfast_to_ptv(name, multipathway=multipathway): torch.from_numpy(
+            np.ascontiguousarray(value, dtype=np.float32)
+        )
+        for name, value in state.items()
+    }
+
+
+def random_clip(model, crop_size, batch_size=1, seed=0):
+    """A normalised-looking random clip dict ``{pathway: [B, T, crop, crop, 3]}`` for ``model``."""
+    rng = np.random.default_rng(seed)
+    frames = model.backbone.input_frames
+    return {
+        key: rng.standard_normal((batch_size, frames[key], crop_size, crop_size, 3)).astype(
+            np.float32
+        )
+        for key in model.backbone.pathways
+    }
+
+
+@dataclasses.dataclass
+class ParityReport:
+    """Per-endpoint and logit differences between Keras and the torch reference.
+
+    Attributes:
+        endpoints: list of ``(name, shape, max_abs_diff, max_abs_ref)``.
+        logits_max_abs_diff: float or None (None when the head was not compared).
+        logits_max_abs: float or None, ``max |reference logit|``.
+        top1_agree: float or None, fraction of clips with the same top-1 class.
+        top5_equal: bool or None, identical top-5 lists (in order) for every clip.
+    """
+
+    endpoints: list
+    logits_max_abs_diff: float | None = None
+    logits_max_abs: float | None = None
+    top1_agree: float | None = None
+    top5_equal: bool | None = None
+
+    @property
+    def logits_relative_diff(self):
+        if self.logits_max_abs_diff is None:
+            return None
+        return self.logits_max_abs_diff / max(self.logits_max_abs, 1e-12)
+
+    @property
+    def worst_endpoint_relative_diff(self):
+        return max((d / max(r, 1e-12) for _, _, d, r in self.endpoints), default=0.0)
+
+    def format(self):
+        rows = [f"{'endpoint':<12} {'shape':<24} {'max|diff|':>11} {'max|ref|':>11} {'rel':>9}"]
+        for name, shape, diff, ref in self.endpoints:
+            rows.append(
+                f"{name:<12} {str(tuple(shape)):<24} {diff:>11.3e} {ref:>11.3e} "
+                f"{diff / max(ref, 1e-12):>9.2e}"
+            )
+        if self.logits_max_abs_diff is not None:
+            rows.append(
+                f"{'logits':<12} {'':<24} {self.logits_max_abs_diff:>11.3e} "
+                f"{self.logits_max_abs:>11.3e} {self.logits_relative_diff:>9.2e}"
+            )
+            rows.append(
+                f"top-1 agreement: {self.top1_agree:.0%}; identical top-5: {self.top5_equal}"
+            )
+        else:
+            rows.append("logits: not compared (the head was not converted)")
+        return "\n".join(rows)
+
+
+def compare_outputs(keras_logits, keras_endpoints, ref_logits, ref_endpoints, compare_head=True):
+    """Builds a ParityReport from numpy outputs of both frameworks."""
+    rows = []
+    for name, ref in ref_endpoints.items():
+        ours = np.asarray(keras_endpoints[name])
+        if ours.shape != ref.shape:
+            raise ValueError(
+                f"Endpoint {name!r} shapes differ: Keras {ours.shape} vs reference {ref.shape}"
+            )
+        rows.append(
+            (name, ref.shape, float(np.max(np.abs(ours - ref))), float(np.max(np.abs(ref))))
+        )
+    report = ParityReport(endpoints=rows)
+    if compare_head:
+        keras_logits, ref_logits = np.asarray(keras_logits), np.asarray(ref_logits)
+        report.logits_max_abs_diff = float(np.max(np.abs(keras_logits - ref_logits)))
+        report.logits_max_abs = float(np.max(np.abs(ref_logits)))
+        report.top1_agree = float(np.mean(np.argmax(keras_logits, -1) == np.argmax(ref_logits, -1)))
+        top5 = lambda x: np.argsort(-x, axis=-1)[:, :5]  # noqa: E731
+        report.top5_equal = bool(np.array_equal(top5(keras_logits), top5(ref_logits)))
+    return report
+
+
+def run_keras(model, inputs):
+    """Keras logits and backbone endpoints (inference mode) as numpy."""
+    logits = np.asarray(model(inputs, training=False))
+    endpoints = {k: np.asarray(v) for k, v in model.backbone(inputs, training=False).items()}
+    return logits, endpoints
+
+
+def verify_against_reference(model, state, crop_size=None, batch_size=1, seed=0, compare_head=True):
+    """Runs the PyTorchVideo reference with ``state`` and compares it to ``model``.
+
+    Args:
+        model: converted Keras classifier (weights already loaded from ``state``).
+        state: PySlowFast-named numpy state dict (torch layouts), e.g. from
+            ``checkpoints.read_checkpoint``.
+        crop_size: int, clip side; defaults to the model's train crop (224 for the presets).
+        batch_size: int.
+        seed: int, clip seed.
+        compare_head: bool, False when the Keras head was not converted (fine-tuning).
+
+    Returns:
+        ParityReport, or None when PyTorchVideo has no equivalent model.
+    """
+    arch = reference_arch_for(model)
+    if arch is None:
+        return None
+    reference = torch_reference.build_ptv_model(arch)
+    ptv_state = pyslowfast_state_to_ptv(
+        {k: v for k, v in state.items() if compare_head or not k.startswith("head.")}, arch
+    )
+    missing, unexpected = reference.load_state_dict(ptv_state, strict=False)
+    missing = [m for m in missing if not m.endswith("num_batches_tracked")]
+    if not compare_head:
+        missing = [m for m in missing if ".proj." not in m]
+    if missing or unexpected:
+        raise ValueError(
+            f"The PyTorchVideo reference did not take the state: missing={missing[:10]}, "
+            f"unexpected={unexpected[:10]}"
+        )
+    crop_size = crop_size or model.train_crop_size
+    inputs = random_clip(model, crop_size, batch_size, seed)
+    ref_logits, ref_endpoints = torch_reference.run_reference(reference, inputs, arch)
+    keras_logits, keras_endpoints = run_keras(model, inputs)
+    return compare_outputs(keras_logits, keras_endpoints, ref_logits, ref_endpoints, compare_head)
