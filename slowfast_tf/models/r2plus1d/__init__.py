@@ -1,0 +1,33 @@
+"""R(2+1)D paper family (Tran et al., CVPR 2018): R2D, f-R2D, R3D, MCx, rMCx, R(2+1)D."""
+
+from slowfast_tf.models.r2plus1d.r2plus1d_backbone import (
+    MID_CHANNEL_RULES,
+    STAGE_DEPTHS,
+    VARIANTS,
+    R2Plus1DBackbone,
+    factorized_mid_channels,
+    variant_conv_types,
+)
+from slowfast_tf.models.r2plus1d.r2plus1d_presets import (
+    PRESETS,
+    R2Plus1DPreset,
+    build_backbone,
+    build_model,
+    get_preset,
+    list_presets,
+)
+
+__all__ = [
+    "MID_CHANNEL_RULES",
+    "PRESETS",
+    "STAGE_DEPTHS",
+    "VARIANTS",
+    "R2Plus1DBackbone",
+    "R2Plus1DPreset",
+    "build_backbone",
+    "build_model",
+    "factorized_mid_channels",
+    "get_preset",
+    "list_presets",
+    "variant_conv_types",
+]

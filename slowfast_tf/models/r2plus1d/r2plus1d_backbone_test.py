@@ -13,6 +13,7 @@ from slowfast_tf.models.r2plus1d.r2plus1d_backbone import (
     output_frames,
     variant_conv_types,
 )
+from slowfast_tf.models.r2plus1d.r2plus1d_presets import build_backbone
 
 TINY = {"depth": 10, "base_filters": 4, "num_frames": 8}
 
@@ -128,7 +129,7 @@ def test_endpoint_shapes(variant):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_r18_parameter_counts(variant):
-    backbone = R2Plus1DBackbone(variant=variant, depth=18, num_frames=16)
+    backbone = build_backbone(f"{variant}_r18")  # the preset: depth 18, 16 frames
     count = _trainable(backbone)
     assert count == _expected_params(variant, 18, 16)
     assert count + K400_HEAD == R18_PARAMS_K400[variant]

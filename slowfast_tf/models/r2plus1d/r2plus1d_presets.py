@@ -1,0 +1,132 @@
+"""Named presets of the R(2+1)D paper family and ``build_model``.
+
+Names are ``{variant}_r{depth}``: ``r2d``, ``fr2d``, ``r3d``, ``mc2`` .. ``mc5``, ``rmc2`` ..
+``rmc5``, ``r2plus1d`` at depth 18 or 34 (paper Table 1), plus ``r2plus1d_r18_torchvision``, whose
+mid channels match ``torchvision.models.video.r2plus1d_18`` so its Kinetics weights can be ported.
+
+Clips follow the paper and the authors' VMZ scripts: L consecutive frames (sampling rate 1),
+resized to 128x171 and cropped to 112x112. Every preset uses L = 16 (the paper compares 8 and 16
+in Table 2; torchvision's weights are 16-frame); pass ``num_frames=8`` or ``32`` to change it (R3D
+and R(2+1)D need a multiple of 8, see ``R2Plus1DBackbone``).
+
+The classifier is the project's ``SlowFastVideoClassifier`` head, which matches VMZ's: average
+pool ``T_out x 7 x 7`` at the 112 train crop (global there, fully convolutional above), then a
+linear layer. VMZ trains without dropout, so ``dropout`` defaults to 0 here.
+"""
+
+import dataclasses
+from types import MappingProxyType
+
+from slowfast_tf.models.r2plus1d.r2plus1d_backbone import VARIANTS, R2Plus1DBackbone
+from slowfast_tf.models.slowfast.slowfast_video_classifier import SlowFastVideoClassifier
+
+# VMZ's R18/R34 Kinetics models have no dropout before the final FC layer.
+DEFAULT_DROPOUT = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class R2Plus1DPreset:
+    """A frozen recipe: backbone kwargs plus the clip sampling the paper trains with.
+
+    Same fields as ``SlowFastPreset`` so the two registries can be merged.
+
+    Args:
+        description: str, one line.
+        backbone: dict of ``R2Plus1DBackbone`` kwargs.
+        sampling_rate: int, temporal stride between the clip's frames (1 = consecutive).
+        train_crop_size: int, training crop (fixes the head pool kernel: 112 // 16 = 7).
+        test_crop_size: int, test crop.
+    """
+
+    description: str
+    backbone: dict
+    sampling_rate: int = 1
+    train_crop_size: int = 112
+    test_crop_size: int = 112
+
+    @property
+    def num_frames(self) -> int:
+        """Frames of the decoded clip."""
+        return self.backbone["num_frames"]
+
+    @property
+    def frames(self) -> dict:
+        """``{pathway: frames}`` the model takes: ``{"slow": L}``."""
+        return {"slow": self.num_frames}
+
+
+_DESCRIPTIONS = {
+    "r2d": "R2D: 2D convs over the whole clip (L frames folded into conv1's channels)",
+    "fr2d": "f-R2D: 2D convs on each frame, temporal pooling only at the end",
+    "r3d": "R3D: 3x3x3 convs throughout",
+    "r2plus1d": "R(2+1)D: every 3x3x3 conv factorised into 1x3x3 + BN + ReLU + 3x1x1 (Eq. 1)",
+}
+
+
+def _description(variant, depth):
+    if variant in _DESCRIPTIONS:
+        return f"{_DESCRIPTIONS[variant]}, ResNet-{depth}, 16x112x112 clips"
+    level = variant[-1]
+    if variant.startswith("mc"):
+        layout = f"3D convs in conv1..conv{int(level) - 1}_x, 2D from conv{level}_x"
+        return f"MC{level}: {layout}, ResNet-{depth}, 16x112x112 clips"
+    layout = f"2D convs in conv1..conv{int(level) - 1}_x, 3D from conv{level}_x"
+    return f"rMC{level}: {layout}, ResNet-{depth}, 16x112x112 clips"
+
+
+_PRESETS = {
+    f"{variant}_r{depth}": R2Plus1DPreset(
+        _description(variant, depth), dict(variant=variant, depth=depth, num_frames=16)
+    )
+    for depth in (18, 34)
+    for variant in VARIANTS
+}
+_PRESETS["r2plus1d_r18_torchvision"] = R2Plus1DPreset(
+    "R(2+1)D-18 with torchvision's per-block mid channels (31.5M params with a 400-way head)",
+    dict(variant="r2plus1d", depth=18, num_frames=16, mid_channels="torchvision"),
+)
+PRESETS = MappingProxyType(_PRESETS)
+
+_CLASSIFIER_KWARGS = ("dropout", "head_pool_size", "train_crop_size", "activation")
+
+
+def list_presets():
+    """Returns the sorted preset names."""
+    return sorted(PRESETS)
+
+
+def get_preset(name):
+    """Returns the ``R2Plus1DPreset`` called ``name`` (``ValueError`` listing valid names)."""
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset. Valid presets: {list_presets()}. Received: name={name!r}")
+    return PRESETS[name]
+
+
+def build_backbone(preset_name, **overrides):
+    """Builds the ``R2Plus1DBackbone`` of a preset; ``overrides`` replace backbone kwargs."""
+    preset = get_preset(preset_name)
+    return R2Plus1DBackbone(**{**preset.backbone, **overrides})
+
+
+def build_model(preset_name, num_classes=400, **overrides):
+    """Builds a video classifier (``SlowFastVideoClassifier`` head) from an R(2+1)D preset.
+
+    Args:
+        preset_name: str, one of ``list_presets()``.
+        num_classes: int, classes of the projection (400 = Kinetics-400).
+        **overrides: any ``R2Plus1DBackbone`` kwarg (e.g. ``num_frames=8``, ``depth=10,
+            base_filters=8`` for a tiny model, ``norm="sync_batch_norm"``) or classifier kwarg
+            (``dropout``, ``head_pool_size``, ``train_crop_size``, ``activation``).
+
+    Returns:
+        ``SlowFastVideoClassifier`` whose output is logits ``[B, num_classes]``.
+    """
+    preset = get_preset(preset_name)
+    head_kwargs = {k: overrides.pop(k) for k in _CLASSIFIER_KWARGS if k in overrides}
+    head_kwargs.setdefault("dropout", DEFAULT_DROPOUT)
+    # A model built for a fixed small image size (tiny tests) trains at that size.
+    head_kwargs.setdefault("train_crop_size", overrides.get("image_size") or preset.train_crop_size)
+    backbone = R2Plus1DBackbone(**{**preset.backbone, **overrides})
+    return SlowFastVideoClassifier(
+        backbone, num_classes=num_classes, name=preset_name, **head_kwargs
+    )

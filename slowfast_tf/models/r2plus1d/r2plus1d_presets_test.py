@@ -1,0 +1,113 @@
+"""Tests for the R(2+1)D presets and the video classifier built from them."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from slowfast_tf.models.r2plus1d import (
+    VARIANTS,
+    R2Plus1DBackbone,
+    build_backbone,
+    build_model,
+    get_preset,
+    list_presets,
+)
+
+TINY = {"depth": 10, "base_filters": 4, "num_frames": 8, "image_size": 32}
+
+
+def _trainable(model):
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+def _clip(batch=2, seed=0):
+    return {"slow": np.random.RandomState(seed).randn(batch, 8, 32, 32, 3).astype("float32")}
+
+
+def test_preset_names():
+    expected = {f"{v}_r{d}" for v in VARIANTS for d in (18, 34)} | {"r2plus1d_r18_torchvision"}
+    assert set(list_presets()) == expected
+    preset = get_preset("mc3_r34")
+    assert preset.backbone == {"variant": "mc3", "depth": 34, "num_frames": 16}
+    assert preset.frames == {"slow": 16}
+    assert (preset.train_crop_size, preset.test_crop_size, preset.sampling_rate) == (112, 112, 1)
+    with pytest.raises(ValueError, match="Unknown preset"):
+        get_preset("r2plus1d_r50")
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        # Full classifiers with a 400-way head equal torchvision's documented counts.
+        ("r3d_r18", 33_371_472),
+        ("mc3_r18", 11_695_440),
+        ("r2plus1d_r18_torchvision", 31_505_325),
+        ("r2plus1d_r18", 33_370_839),
+    ],
+)
+def test_full_size_classifier_parameter_counts(name, expected):
+    model = build_model(name, num_classes=400)
+    assert _trainable(model) == expected
+    # At the 112 train crop the head pool is T_out x 7 x 7, i.e. global, as in VMZ.
+    t_out = {"r3d_r18": 2, "mc3_r18": 16}.get(name, 2)  # MC3 never strides in time
+    assert model.head_pool_size == {"slow": (t_out, 7, 7)}
+    assert model.dropout == 0.0
+
+
+def test_classifier_outputs_and_eval_model():
+    model = build_model("r2plus1d_r18", num_classes=5, **TINY)
+    inputs = _clip()
+    logits = keras.ops.convert_to_numpy(model(inputs))
+    assert logits.shape == (2, 5)
+    outputs = model.build_eval_model()(inputs)
+    probs = keras.ops.convert_to_numpy(outputs["probabilities"])
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+    # One head position at the train crop: probabilities = softmax(logits).
+    np.testing.assert_allclose(
+        probs, keras.ops.convert_to_numpy(keras.ops.softmax(logits)), rtol=1e-5, atol=1e-6
+    )
+    assert outputs["features"].shape == (2, 32)
+
+
+@pytest.mark.parametrize("name", ["r2d_r18", "rmc4_r18"])
+def test_tiny_classifier_trains_one_step(name):
+    model = build_model(name, num_classes=3, **TINY)
+    inputs = _clip(batch=2, seed=3)
+    labels = np.array([0, 2])
+    with tf.GradientTape() as tape:
+        loss = keras.losses.sparse_categorical_crossentropy(
+            labels, model(inputs, training=True), from_logits=True
+        )
+    grads = tape.gradient(loss, model.trainable_variables)
+    missing = [v.path for v, g in zip(model.trainable_variables, grads) if g is None]
+    assert not missing
+    assert all(np.isfinite(g.numpy()).all() for g in grads)
+
+
+def test_save_load_and_json_config(tmp_path):
+    model = build_model("rmc3_r18", num_classes=4, **TINY)
+    inputs = _clip(seed=5)
+    expected = keras.ops.convert_to_numpy(model(inputs))
+    config = json.loads(json.dumps(model.get_config()))
+    restored = model.__class__.from_config(config)
+    assert isinstance(restored.backbone, R2Plus1DBackbone)
+    assert restored.backbone.get_config() == model.backbone.get_config()
+    path = str(tmp_path / "rmc3.keras")
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(reloaded(inputs)), expected, rtol=1e-5, atol=1e-6
+    )
+
+
+def test_overrides_reach_backbone_and_head():
+    backbone = build_backbone("mc5_r34", num_frames=8, base_filters=4)
+    assert (backbone.variant, backbone.depth, backbone.num_frames) == ("mc5", 34, 8)
+    model = build_model("fr2d_r18", num_classes=7, dropout=0.5, activation="sigmoid", **TINY)
+    assert (model.dropout, model.activation, model.num_classes) == (0.5, "sigmoid", 7)
+    assert model.head_pool_size == {"slow": (8, 2, 2)}  # f-R2D pools all 8 frames at the end
+    with pytest.raises(ValueError, match="multiple of 8"):
+        build_model("r3d_r18", num_frames=12)
