@@ -131,6 +131,7 @@ DATA_PRESETS: dict[str, DataConfig] = {
     "slowfast_16x8": _KINETICS.replace(num_frames=64, alpha=4),
     "slow_8x8": _KINETICS.replace(num_frames=8, sampling_rate=8, pathways=("slow",)),
     "slow_4x16": _KINETICS.replace(num_frames=4, sampling_rate=16, pathways=("slow",)),
+    "fast_32x2": _KINETICS.replace(pathways=("fast",)),
     "c2d_8x8": _KINETICS.replace(num_frames=8, sampling_rate=8, pathways=("slow",)),
     "i3d_8x8": _KINETICS.replace(num_frames=8, sampling_rate=8, pathways=("slow",)),
     # Charades SLOWFAST_16x8_R50: multi-label (157 classes), jitter [256, 340].
@@ -167,7 +168,7 @@ def get_data_config(name: str, **overrides) -> DataConfig:
     """
     key = name
     if key not in DATA_PRESETS:
-        key = re.sub(r"_r\d+(_\d+)*", "", name)  # slowfast_r101_50_50_16x8 -> slowfast_16x8
+        key = re.sub(r"_r\d+(?:_\d+)*(?=_\d+x\d+)", "", name)  # slowfast_r101_50_50_16x8 -> slowfast_16x8
         key = re.sub(r"_nln", "", key)  # non-local models sample like their plain twins
     if key not in DATA_PRESETS:
         raise ValueError(

@@ -151,6 +151,7 @@ def random_crop(frames: tf.Tensor, size: int, seed: tf.Tensor | None = None) -> 
 
 def random_flip(frames: tf.Tensor, seed: tf.Tensor | None = None) -> tf.Tensor:
     """Horizontal flip of the whole clip with probability 0.5."""
+    frames = tf.convert_to_tensor(frames)
     if seed is None:
         u = tf.random.uniform([])
     else:
@@ -252,6 +253,7 @@ def pack_pathways(
                 f"Received: pathways={pathways}"
             )
         return {pathways[0]: frames}
+    frames = tf.convert_to_tensor(frames)
     time_axis = frames.shape.rank - 4
     num_frames = frames.shape[time_axis]
     if num_frames is None:

@@ -1,0 +1,162 @@
+"""build_dataset end to end on in-memory fake records (index-coded grey frames)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from slowfast_tf.data import (
+    CorruptRecordCounter,
+    DataConfig,
+    build_dataset,
+    get_data_config,
+    make_distributed_dataset,
+)
+from slowfast_tf.data.testing import fake_video_record, frame_index_of, write_records
+
+CONFIG = DataConfig(
+    num_frames=8, sampling_rate=2, alpha=4, train_crop=24, test_crop=32,
+    train_jitter_scales=(32, 40), num_clips=2, num_crops=3, num_classes=5,
+)
+
+
+def unnormalize(x, config=CONFIG):
+    return (np.asarray(x) * config.std[0] + config.mean[0]) * 255.0
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    root = tmp_path_factory.mktemp("records")
+    records = [
+        fake_video_record(40, 36, 48, (i % 5,), video_id=f"v{i}", fps=30.0) for i in range(6)
+    ]
+    write_records(root / "train-00000-of-00002.tfrecord", records[:3])
+    write_records(root / "train-00001-of-00002.tfrecord", records[3:])
+    return str(root / "train-*.tfrecord")
+
+
+def test_train_batches(shards):
+    ds = build_dataset(shards, CONFIG, "train", batch_size=4, seed=0)
+    assert ds.element_spec[0]["slow"].shape.as_list() == [4, 2, 24, 24, 3]
+    assert ds.element_spec[0]["fast"].shape.as_list() == [4, 8, 24, 24, 3]
+    seen = set()
+    for inputs, label in ds.take(3):  # repeats forever: 12 clips from 6 videos
+        assert label.dtype == tf.int32 and inputs["fast"].dtype == tf.float32
+        fast = frame_index_of(unnormalize(inputs["fast"]))
+        slow = frame_index_of(unnormalize(inputs["slow"]))
+        # window of 16 native frames at 30 fps: 8 frames 2 apart (one step can be 3 by truncation)
+        assert np.all((np.diff(fast, axis=1) >= 2) & (np.diff(fast, axis=1) <= 3))
+        np.testing.assert_array_equal(slow, fast[:, [0, 7]])  # linspace(0, 7, 2) = first, last
+        seen.update(label.numpy().tolist())
+    assert len(seen) >= 3
+
+
+def test_train_is_reproducible_with_seed(shards):
+    a = next(iter(build_dataset(shards, CONFIG, "train", batch_size=4, seed=3)))
+    b = next(iter(build_dataset(shards, CONFIG, "train", batch_size=4, seed=3)))
+    np.testing.assert_array_equal(a[0]["fast"], b[0]["fast"])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_window_follows_record_fps(tmp_path):
+    # A 60 fps record needs twice as many native frames for the same 30 fps sampling rate.
+    path = write_records(tmp_path / "r.tfrecord", [fake_video_record(60, 32, 32, (0,), fps=60.0)])
+    inputs, _ = next(iter(build_dataset(path, CONFIG, "train", batch_size=1, seed=0)))
+    fast = frame_index_of(unnormalize(inputs["fast"]))[0]
+    assert np.all((np.diff(fast) >= 4) & (np.diff(fast) <= 5))
+
+
+def test_test_mode_views_and_video_index(shards):
+    ds = build_dataset(shards, CONFIG, "test", batch_size=5)
+    inputs, labels, index = [], [], []
+    for x, y, i in ds:
+        assert x["fast"].shape[1:] == (8, 32, 32, 3) and x["slow"].shape[1:] == (2, 32, 32, 3)
+        inputs.append(frame_index_of(unnormalize(x["fast"])))
+        labels.append(y.numpy())
+        index.append(i.numpy())
+    frames, labels, index = map(np.concatenate, (inputs, labels, index))
+    assert len(index) == 6 * CONFIG.num_views  # no view dropped: last partial batch kept
+    np.testing.assert_array_equal(index, np.repeat(np.arange(6), 6))
+    np.testing.assert_array_equal(labels, np.repeat(np.arange(6) % 5, 6))
+    # clip 0 starts at 0, clip 1 at delta/2 = (40 - 16) / 2 = 12; 3 crops share each clip
+    np.testing.assert_array_equal(frames[0], [0, 2, 4, 6, 8, 10, 12, 15])
+    np.testing.assert_array_equal(frames[3], [12, 14, 16, 18, 20, 22, 24, 27])
+    np.testing.assert_array_equal(frames[:3], frames[[0, 0, 0]])
+
+
+def test_multi_label_and_single_pathway(tmp_path):
+    path = write_records(tmp_path / "ml.tfrecord", [
+        fake_video_record(20, 32, 32, (0, 3)), fake_video_record(20, 32, 32, ()),
+    ])
+    config = CONFIG.replace(multi_label=True, num_frames=4, sampling_rate=4, pathways=("slow",))
+    x, y = next(iter(build_dataset(path, config, "val", batch_size=2)))
+    assert list(x) == ["slow"] and x["slow"].shape == (2, 4, 24, 24, 3)
+    np.testing.assert_array_equal(y.numpy(), [[1, 0, 0, 1, 0], [0, 0, 0, 0, 0]])
+
+
+def test_corrupt_records_are_skipped_and_counted(tmp_path):
+    good = [fake_video_record(20, 32, 32, (i,)) for i in range(4)]
+    bad_proto = b"this is not a SequenceExample"
+    bad_jpeg = fake_video_record(20, 32, 32, (4,)).replace(b"\xff\xd8", b"\x00\x00")
+    path = write_records(tmp_path / "c.tfrecord", [good[0], bad_proto, good[1], bad_jpeg, *good[2:]])
+    counter = CorruptRecordCounter()
+    labels = [y.numpy() for _, y in build_dataset(path, CONFIG, "val", 1, corrupt_counter=counter)]
+    assert sorted(np.concatenate(labels).tolist()) == [0, 1, 2, 3]
+    assert counter.value() == 2
+    counter.reset()
+    test_ds = build_dataset(path, CONFIG, "test", 6, corrupt_counter=counter)
+    index = np.concatenate([i.numpy() for _, _, i in test_ds])
+    assert sorted(set(index.tolist())) == [0, 2, 4, 5] and counter.value() == 2
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        list(build_dataset(path, CONFIG, "val", 1, skip_corrupt=False))
+
+
+def test_input_context_shards_videos(shards):
+    seen = []
+    for pipeline_id in range(2):
+        context = tf.distribute.InputContext(2, pipeline_id, 2)
+        ds = build_dataset(shards, CONFIG.replace(num_clips=1, num_crops=1), "test", 4,
+                           input_context=context)
+        seen.append(np.concatenate([i.numpy() for _, _, i in ds]))
+    assert set(seen[0]).isdisjoint(seen[1])
+    assert len(seen[0]) + len(seen[1]) == 6
+
+
+def test_make_distributed_dataset():
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    tmp = tf.io.gfile.join(tf.compat.v1.test.get_temp_dir(), "dist.tfrecord")
+    write_records(tmp, [fake_video_record(20, 32, 32, (i % 5,)) for i in range(4)])
+    dist = make_distributed_dataset(strategy, tmp, CONFIG, "train", global_batch_size=2, seed=0)
+    inputs, label = next(iter(dist))
+    assert inputs["fast"].shape == (2, 8, 24, 24, 3) and label.shape == (2,)
+
+    class TwoReplicas:  # only num_replicas_in_sync is read before the check
+        num_replicas_in_sync = 2
+
+    with pytest.raises(ValueError, match="divisible"):
+        make_distributed_dataset(TwoReplicas(), tmp, CONFIG, "train", 3)
+
+
+def test_bad_arguments(shards):
+    with pytest.raises(ValueError, match="mode"):
+        build_dataset(shards, CONFIG, "eval", 2)
+    with pytest.raises(ValueError, match="No files"):
+        build_dataset("/nonexistent/*.tfrecord", CONFIG, "train", 2)
+    with pytest.raises(ValueError, match="multiple of alpha"):
+        CONFIG.replace(num_frames=10)
+    with pytest.raises(ValueError, match="num_crops"):
+        CONFIG.replace(num_crops=2)
+    with pytest.raises(ValueError, match="train_crop"):
+        CONFIG.replace(train_crop=64)
+
+
+def test_presets_follow_model_names():
+    assert get_data_config("slowfast_r50_8x8").frames_per_pathway() == {"slow": 8, "fast": 32}
+    assert get_data_config("slowfast_r50_4x16").frames_per_pathway() == {"slow": 4, "fast": 32}
+    assert get_data_config("slowfast_nln_r101_50_50_16x8").num_frames == 64
+    slow = get_data_config("slow_r50_8x8")
+    assert slow.frames_per_pathway() == {"slow": 8} and slow.sampling_rate == 8
+    assert get_data_config("i3d_r101_8x8").pathways == ("slow",)
+    assert get_data_config("fast_r50_32x2").frames_per_pathway() == {"fast": 32}
+    assert get_data_config("slowfast_8x8", num_classes=10).num_classes == 10
+    with pytest.raises(ValueError, match="Unknown data preset"):
+        get_data_config("x3d_m")
