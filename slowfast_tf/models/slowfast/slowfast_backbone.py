@@ -245,7 +245,7 @@ class SlowFastBackbone(keras.Model):
             for key in pathways
         }
         xs = []
-        for p, key in enumerate(pathways):
+        for key in pathways:
             x = inputs[key]
             if key == "fast" and fast_input != "rgb":
                 x = FastInputTransform(fast_input, name="fast_input_transform")(x)
