@@ -10,6 +10,7 @@ state (momentum buffers and ``iterations``, hence the LR schedule position) and 
 """
 
 import dataclasses
+import importlib.util
 import json
 import os
 import tempfile
@@ -237,6 +238,11 @@ class PreciseBNCallback(keras.callbacks.Callback):
             precise_bn.update_bn_stats(self.model, self.dataset, self.num_batches)
 
 
+def _tensorboard_available():
+    # tf.summary writes need the `tensorboard` package, which TF 2.21 no longer pulls in.
+    return importlib.util.find_spec("tensorboard") is not None
+
+
 def build_callbacks(
     model_dir: str,
     steps_per_epoch: int,
@@ -276,7 +282,9 @@ def build_callbacks(
         ),
         keras.callbacks.CSVLogger(os.path.join(write_dir, "history.csv"), append=True),
     ]
-    if tensorboard:
+    if tensorboard and not _tensorboard_available():
+        logging.warning("`tensorboard` is not installed: no TensorBoard logs (pip install tensorboard).")
+    elif tensorboard:
         callbacks.append(
             keras.callbacks.TensorBoard(os.path.join(write_dir, "logs"), update_freq="epoch")
         )
