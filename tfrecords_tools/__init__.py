@@ -1,0 +1,7 @@
+"""tfrecords_tools: videos -> sharded TFRecords of SequenceExamples, and a record inspector.
+
+    python -m tfrecords_tools convert --input train.csv --path-prefix DATA --split train --out OUT
+    python -m tfrecords_tools inspect "OUT/train-*.tfrecord" --sheet sheet.png
+
+This package root imports nothing heavy: multiprocessing workers import it and must stay light.
+"""

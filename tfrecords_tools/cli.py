@@ -1,0 +1,113 @@
+"""Command line of ``python -m tfrecords_tools``: ``convert`` and ``inspect`` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from tfrecords_tools.encode import EncodeSettings
+from tfrecords_tools.sources import read_folder_tree, read_kinetics_csv, read_list_file
+
+INPUT_FORMATS = ("auto", "kinetics", "list", "folder")
+
+
+def detect_format(path: str) -> str:
+    """``folder`` for a directory, ``kinetics`` for a CSV whose header has ``youtube_id``, else
+    ``list`` (PySlowFast ``path label``)."""
+    if os.path.isdir(path):
+        return "folder"
+    with open(path) as f:
+        header = f.readline()
+    return "kinetics" if "youtube_id" in header else "list"
+
+
+def load_items(args: argparse.Namespace):
+    fmt = detect_format(args.input) if args.input_format == "auto" else args.input_format
+    if fmt == "kinetics":
+        root = args.video_root or os.path.dirname(os.path.abspath(args.input))
+        return read_kinetics_csv(args.input, root, args.split)
+    if fmt == "list":
+        return read_list_file(args.input, args.split or "train", args.path_prefix or "")
+    if fmt == "folder":
+        return read_folder_tree(args.input, args.split or "train")
+    raise ValueError(f"input_format must be one of {INPUT_FORMATS}. Received: {fmt!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tfrecords_tools", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    conv = sub.add_parser("convert", help="videos -> sharded TFRecords of SequenceExamples")
+    conv.add_argument("--input", required=True,
+                      help="Kinetics CSV, PySlowFast list file (path label) or folder-per-class root")
+    conv.add_argument("--input-format", choices=INPUT_FORMATS, default="auto")
+    conv.add_argument("--out", required=True, help="output directory")
+    conv.add_argument("--split", default=None,
+                      help="split name (list/folder input; for a Kinetics CSV: keep only this split)")
+    conv.add_argument("--video-root", default=None, help="Kinetics: folder holding the clips")
+    conv.add_argument("--path-prefix", default="", help="list: prefix joined to every path")
+    conv.add_argument("--classes", default=None,
+                      help="classes file (one name per line); default OUT/classes.txt or derived")
+    conv.add_argument("--target-fps", type=float, default=30.0, help="resample to this fps (0 keeps)")
+    conv.add_argument("--short-side", type=int, default=256, help="resize short side (0 keeps)")
+    conv.add_argument("--jpeg-qscale", type=int, default=3, help="MJPEG quality 2 (best)..31")
+    conv.add_argument("--max-seconds", type=float, default=0.0, help="truncate videos (0 = all)")
+    conv.add_argument("--num-shards", type=int, default=0, help="shards per split (0 = auto)")
+    conv.add_argument("--videos-per-shard", type=int, default=64)
+    conv.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                      help="encoding processes (0 = in-process)")
+    conv.add_argument("--seed", type=int, default=0, help="seed of the shard assignment")
+    conv.add_argument("--runner", choices=("local", "beam"), default="local")
+    conv.add_argument("--no-progress", action="store_true")
+    conv.add_argument("--delay-per-video", type=float, default=0.0, help=argparse.SUPPRESS)
+
+    ins = sub.add_parser("inspect", help="counts, shapes and sample frames of converted shards")
+    ins.add_argument("pattern", help='glob of shards, e.g. "OUT/train-*.tfrecord"')
+    ins.add_argument("--num-records", type=int, default=4, help="records to show")
+    ins.add_argument("--frames", type=int, default=6, help="frames per contact-sheet row")
+    ins.add_argument("--sheet", default=None, help="write a PNG contact sheet here")
+    ins.add_argument("--max-records", type=int, default=0, help="count at most this many (0 = all)")
+    ins.add_argument("--ascii-width", type=int, default=32, help="0 disables the ASCII preview")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    beam_args: list[str] = []
+    if "--" in argv:  # everything after -- goes to Beam's PipelineOptions
+        split_at = argv.index("--")
+        argv, beam_args = argv[:split_at], argv[split_at + 1 :]
+    args = build_parser().parse_args(argv)
+    if args.command == "inspect":
+        from tfrecords_tools.inspect_records import inspect
+
+        return inspect(args.pattern, args.num_records, args.frames, args.sheet,
+                       args.max_records, args.ascii_width)
+
+    settings = EncodeSettings(args.target_fps, args.short_side, args.jpeg_qscale,
+                              args.max_seconds, args.delay_per_video)
+    items = load_items(args)
+    if args.runner == "beam":
+        from tfrecords_tools.beam_runner import import_beam, run_beam
+        from tfrecords_tools.convert import LabelMap
+
+        import_beam()  # fail fast with the install hint, before any work
+        os.makedirs(args.out, exist_ok=True)
+        label_map = LabelMap.resolve(args.out, items, args.classes)
+        run_beam(items, args.out, settings, label_map.classes, args.num_shards, beam_args)
+        return {"runner": "beam", "out": args.out}
+
+    from tfrecords_tools.convert import convert
+
+    manifest = convert(
+        items, args.out, settings, classes_file=args.classes, num_shards=args.num_shards,
+        videos_per_shard=args.videos_per_shard, workers=args.workers, seed=args.seed,
+        progress=not args.no_progress,
+    )
+    counts = {split: {k: v for k, v in entry.items() if k != "per_class"}
+              for split, entry in manifest["splits"].items()}
+    print(json.dumps({"out": args.out, "splits": counts, "failures": len(manifest["failures"])}))
+    return manifest
