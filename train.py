@@ -168,6 +168,8 @@ def build_datasets(strategy, data_config, mode):
     """Returns the dataset for ``mode`` ("train", "val" or "test") or None if not configured."""
     replicas = strategy.num_replicas_in_sync
     if FLAGS.fake_data:
+        if mode == "val" and not FLAGS.val_steps:
+            return None  # Fake validation only on request (--val_steps): it doubles tracing time.
         size = FLAGS.eval_batch_size if mode == "test" else FLAGS.batch_size * replicas
         return fake_dataset(data_config, mode, size)
     pattern = {"train": FLAGS.train_file_pattern, "val": FLAGS.val_file_pattern,

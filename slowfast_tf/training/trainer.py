@@ -271,8 +271,12 @@ def build_callbacks(
         )
     callbacks += [
         # Kept after training (delete_checkpoint=False): re-running a finished job is a no-op.
+        # double_checkpoint: a kill while writing leaves the previous state to fall back on.
         ChiefBackupAndRestore(
-            os.path.join(model_dir, "backup"), is_chief=chief, delete_checkpoint=False
+            os.path.join(model_dir, "backup"),
+            is_chief=chief,
+            double_checkpoint=True,
+            delete_checkpoint=False,
         ),
         TrainStateLogger(os.path.join(write_dir, "train_state.jsonl"), write=chief),
         keras.callbacks.ModelCheckpoint(
