@@ -27,6 +27,8 @@ import tensorflow as tf
 from absl import app, flags
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+from slowfast_tf.data import make_sequence_example, transforms
+
 FRAMES_KEY = "frames"
 EXAMPLES_KEY = "examples"
 
@@ -65,24 +67,35 @@ def decode_video(path: str, resize_short_side: int = 0) -> tuple[np.ndarray, flo
 
 
 def clip_indices(
-    num_decoded: int, fps: float, num_frames: int, sampling_rate: int, target_fps: float = 30.0
+    num_decoded: int,
+    fps: float,
+    num_frames: int,
+    sampling_rate: int,
+    target_fps: float = 30.0,
+    position: str = "start",
 ) -> np.ndarray:
-    """Indices of one centered test clip (PySlowFast temporal sampling, REFERENCE_SPEC §3).
+    """Indices of one test clip, computed by the data layer's sampler (REFERENCE_SPEC §3).
 
-    The clip covers `sampling_rate * num_frames` frames at `target_fps`, i.e.
-    `sampling_rate * num_frames / target_fps * fps` native frames, centered in the video; indices
-    are `linspace(start, end, num_frames)` clamped and truncated like `torch...long()`.
+    The window spans `sampling_rate * num_frames / target_fps * fps` native frames; indices are
+    torch-style `linspace(start, end, num_frames)`, clamped and truncated. `position="start"`
+    is PySlowFast's single test view (and the PyTorchVideo tutorial's clip from 0 s), i.e. what
+    `serve_examples` picks from a whole video; `"center"` centers the window.
     """
+    if position not in ("start", "center"):
+        raise ValueError(f"`position` must be 'start' or 'center'. Received: position={position!r}")
     if num_decoded < 1 or num_frames < 1 or sampling_rate < 1 or fps <= 0:
         raise ValueError(
             "clip_indices needs num_decoded, num_frames, sampling_rate >= 1 and fps > 0. "
             f"Received: num_decoded={num_decoded}, num_frames={num_frames}, "
             f"sampling_rate={sampling_rate}, fps={fps}"
         )
-    clip_size = sampling_rate * num_frames / target_fps * fps
-    start = max(num_decoded - clip_size, 0.0) / 2.0
-    idx = np.linspace(start, start + clip_size - 1, num_frames)
-    return np.clip(idx, 0, num_decoded - 1).astype(np.int64)
+    clip_size = transforms.clip_size_in_frames(fps, num_frames, sampling_rate, target_fps)
+    # start = delta * clip_idx / num_clips: view 0 of 1 starts at 0, view 1 of 2 is centered.
+    clip_idx, num_clips = (0, 1) if position == "start" else (1, 2)
+    idx = transforms.temporal_sample_indices(
+        num_decoded, num_frames, clip_size, clip_idx, num_clips, seed=tf.zeros([2], tf.int32)
+    )
+    return idx.numpy().astype(np.int64)
 
 
 def validate_frames(frames) -> np.ndarray:
@@ -102,28 +115,36 @@ def validate_frames(frames) -> np.ndarray:
     return frames
 
 
-def encode_sequence_example(frames: np.ndarray, quality: int = 95) -> bytes:
-    """uint8 `[T, H, W, 3]` -> serialized SequenceExample (one JPEG per frame, `image/encoded`)."""
-    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+def encode_sequence_example(frames: np.ndarray, fps: float = 30.0, quality: int = 95) -> bytes:
+    """uint8 `[N, H, W, 3]` video -> serialized SequenceExample in the project's record layout.
+
+    One JPEG per frame under `image/encoded` (`slowfast_tf.data.make_sequence_example`), so the
+    `serve_examples` signature cuts the clip out of it exactly as offline evaluation would.
+    """
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or not len(frames):
         raise ValueError(
-            "`frames` must be uint8 [T, H, W, 3]. "
+            "`frames` must be uint8 [N, H, W, 3] with N >= 1. "
             f"Received: dtype={frames.dtype}, shape={list(frames.shape)}"
         )
-    example = tf.train.SequenceExample()
-    example.context.feature["image/height"].int64_list.value.append(frames.shape[1])
-    example.context.feature["image/width"].int64_list.value.append(frames.shape[2])
-    example.context.feature["clip/num_frames"].int64_list.value.append(frames.shape[0])
-    feature_list = example.feature_lists.feature_list["image/encoded"]
-    for frame in frames:
-        jpeg = tf.io.encode_jpeg(frame, quality=quality).numpy()
-        feature_list.feature.add().bytes_list.value.append(jpeg)
+    jpegs = [tf.io.encode_jpeg(f, quality=quality).numpy() for f in frames]
+    example = make_sequence_example(
+        jpegs, [], fps=fps, height=frames.shape[1], width=frames.shape[2]
+    )
     return example.SerializeToString()
 
 
-def _request_inputs(frames: np.ndarray, signature_name: str) -> dict[str, np.ndarray]:
+def _request_inputs(
+    frames: np.ndarray, signature_name: str, fps: float
+) -> dict[str, np.ndarray]:
     frames = validate_frames(frames)
     if signature_name == "serve_examples":
-        return {EXAMPLES_KEY: np.array([encode_sequence_example(f) for f in frames], dtype=object)}
+        examples = [encode_sequence_example(f, fps) for f in frames]
+        return {EXAMPLES_KEY: np.array(examples, dtype=object)}
+    if signature_name != "serving_default":
+        raise ValueError(
+            "`signature_name` must be 'serving_default' or 'serve_examples'. "
+            f"Received: signature_name={signature_name!r}"
+        )
     return {FRAMES_KEY: frames}
 
 
@@ -133,14 +154,18 @@ def predict_grpc(
     model_name: str = "slowfast",
     signature_name: str = "serving_default",
     timeout: float = 60.0,
+    fps: float = 30.0,
 ) -> dict[str, np.ndarray]:
     """Calls `PredictionService.Predict`; returns the outputs as numpy arrays.
+
+    `frames` is uint8 `[batch, T, H, W, 3]`: a clip for `serving_default`, or whole videos at
+    `fps` for `serve_examples` (sent as JPEG SequenceExamples; the server samples the clip).
 
     Raises:
         ValueError: bad `frames` (checked before sending).
         RuntimeError: the server rejected the request (message carries the gRPC status).
     """
-    inputs = _request_inputs(frames, signature_name)
+    inputs = _request_inputs(frames, signature_name, fps)
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
     request.model_spec.signature_name = signature_name
@@ -163,9 +188,10 @@ def predict_rest(
     model_name: str = "slowfast",
     signature_name: str = "serving_default",
     timeout: float = 60.0,
+    fps: float = 30.0,
 ) -> dict[str, np.ndarray]:
     """`POST http://<server>/v1/models/<model_name>:predict` in the columnar `inputs` format."""
-    inputs = _request_inputs(frames, signature_name)
+    inputs = _request_inputs(frames, signature_name, fps)
     payload = {}
     for key, value in inputs.items():
         if value.dtype == object:  # bytes travel base64-encoded in the REST API
@@ -197,15 +223,18 @@ def load_clip(
     sampling_rate: int = 2,
     target_fps: float = 30.0,
     resize_short_side: int = 256,
+    position: str = "start",
 ) -> np.ndarray:
-    """Decodes `video` and returns one centered clip as uint8 `[1, num_frames, H, W, 3]`."""
+    """Decodes `video` and returns one clip as uint8 `[1, num_frames, H, W, 3]`."""
     frames, fps = decode_video(video, resize_short_side)
-    idx = clip_indices(len(frames), fps, num_frames, sampling_rate, target_fps)
+    idx = clip_indices(len(frames), fps, num_frames, sampling_rate, target_fps, position)
     return frames[idx][None]
 
 
-def format_top_k(outputs: dict[str, np.ndarray]) -> str:
-    ids, labels, probs = outputs["top_k_ids"][0], outputs["top_k_labels"][0], outputs["probabilities"][0]
+def format_top_k(outputs: dict[str, np.ndarray], row: int = 0) -> str:
+    """Human-readable top-k lines for one batch row."""
+    ids, labels = outputs["top_k_ids"][row], outputs["top_k_labels"][row]
+    probs = outputs["probabilities"][row]
     lines = []
     for rank, (i, label) in enumerate(zip(ids, labels), start=1):
         label = label.decode() if isinstance(label, bytes) else str(label)
@@ -213,39 +242,72 @@ def format_top_k(outputs: dict[str, np.ndarray]) -> str:
     return "\n".join(lines)
 
 
-FLAGS = flags.FLAGS
+def classify(
+    video: str,
+    server: str,
+    rest: bool = False,
+    model_name: str = "slowfast",
+    signature_name: str = "serving_default",
+    num_frames: int = 32,
+    sampling_rate: int = 2,
+    target_fps: float = 30.0,
+    resize_short_side: int = 256,
+    position: str = "start",
+    timeout: float = 60.0,
+) -> dict[str, np.ndarray]:
+    """Decode, sample and send one video; what the command line runs.
+
+    `serving_default` sends the sampled clip; `serve_examples` sends the whole (resized) video as
+    a SequenceExample and lets the server cut the clip (its window always starts at 0).
+    """
+    predict = predict_rest if rest else predict_grpc
+    if signature_name == "serve_examples":
+        frames, fps = decode_video(video, resize_short_side)
+        return predict(frames[None], server, model_name, signature_name, timeout, fps=fps)
+    clip = load_clip(video, num_frames, sampling_rate, target_fps, resize_short_side, position)
+    return predict(clip, server, model_name, signature_name, timeout)
 
 
-def define_flags():
-    flags.DEFINE_string("video", None, "Video file to classify.")
-    flags.DEFINE_string("server", "localhost:8500", "host:port (8500 gRPC, 8501 REST).")
-    flags.DEFINE_bool("rest", False, "Use the REST JSON API instead of gRPC.")
-    flags.DEFINE_string("model_name", "slowfast", "Model name in TF Serving's models.config.")
+def define_flags(flag_values=flags.FLAGS):
+    """Defines the command-line flags (kept out of import time: export.py shares some names)."""
+    fv = {"flag_values": flag_values}
+    flags.DEFINE_string("video", None, "Video file to classify.", **fv)
+    flags.DEFINE_string("server", "localhost:8500", "host:port (8500 gRPC, 8501 REST).", **fv)
+    flags.DEFINE_bool("rest", False, "Use the REST JSON API instead of gRPC.", **fv)
+    flags.DEFINE_string("model_name", "slowfast", "Model name in TF Serving's models.config.", **fv)
     flags.DEFINE_enum(
         "signature_name", "serving_default", ["serving_default", "serve_examples"],
-        "serving_default sends raw uint8 frames; serve_examples sends a JPEG SequenceExample.",
+        "serving_default sends the sampled uint8 clip; serve_examples sends the whole video as "
+        "a JPEG SequenceExample and the server samples the clip.", **fv,
     )
-    flags.DEFINE_integer("num_frames", 32, "Frames sent (the server resamples to the model's T).")
-    flags.DEFINE_integer("sampling_rate", 2, "Stride between sampled frames at --target_fps.")
-    flags.DEFINE_float("target_fps", 30.0, "Frame rate the sampling rate refers to (PySlowFast).")
-    flags.DEFINE_integer("resize_short_side", 256, "Client-side downsizing; 0 sends full frames.")
-    flags.DEFINE_float("timeout", 60.0, "Request timeout in seconds.")
-    flags.mark_flag_as_required("video")
+    flags.DEFINE_integer(
+        "num_frames", 32, "Frames sent (the server resamples to the model's T).", **fv
+    )
+    flags.DEFINE_integer("sampling_rate", 2, "Stride between frames at --target_fps.", **fv)
+    flags.DEFINE_float("target_fps", 30.0, "Frame rate --sampling_rate refers to.", **fv)
+    flags.DEFINE_enum(
+        "clip_position", "start", ["start", "center"],
+        "start = PySlowFast's single test view; center = middle of the video.", **fv,
+    )
+    flags.DEFINE_integer(
+        "resize_short_side", 256, "Client-side downsizing while decoding; 0 = full size.", **fv
+    )
+    flags.DEFINE_float("timeout", 60.0, "Request timeout in seconds.", **fv)
+    flags.mark_flag_as_required("video", flag_values=flag_values)
 
 
 def main(argv):
     del argv
-    clip = load_clip(
-        FLAGS.video, FLAGS.num_frames, FLAGS.sampling_rate, FLAGS.target_fps,
-        FLAGS.resize_short_side,
-    )
-    predict = predict_rest if FLAGS.rest else predict_grpc
+    f = flags.FLAGS
     try:
-        outputs = predict(clip, FLAGS.server, FLAGS.model_name, FLAGS.signature_name, FLAGS.timeout)
-    except RuntimeError as e:
-        print(str(e), file=sys.stderr)
+        outputs = classify(
+            f.video, f.server, f.rest, f.model_name, f.signature_name, f.num_frames,
+            f.sampling_rate, f.target_fps, f.resize_short_side, f.clip_position, f.timeout,
+        )
+    except (RuntimeError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"{FLAGS.video}: clip {list(clip.shape)}, top-{outputs['top_k_ids'].shape[-1]}:")
+    print(f"{f.video} via {'REST' if f.rest else 'gRPC'} {f.server} ({f.signature_name}):")
     print(format_top_k(outputs))
     return 0
 

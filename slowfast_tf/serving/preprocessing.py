@@ -1,144 +1,99 @@
-"""Test-time preprocessing used inside the serving signatures.
+"""Test-time preprocessing inside the serving signatures, built from the data layer's ops.
 
-The serving graph must compute exactly what offline evaluation computes, so the numeric steps
-(short-side resize, center crop, normalisation, pathway packing) come from the data layer
-(`slowfast_tf.data`) whenever it provides them. This module only adds what is specific to
-serving: sampling a client-supplied clip of arbitrary length to the model's `T`, and decoding a
-serialized `SequenceExample` without a `tf.data` pipeline around it.
+Serving must compute what offline evaluation computes, so every numeric step comes from
+`slowfast_tf.data` (nothing is re-implemented here):
 
-Reference (PySlowFast `slowfast/datasets/utils.py`, `transform.py`, REFERENCE_SPEC §3):
-short side -> `short_side` (bilinear, `align_corners=False`), center crop `crop_size` with offset
-`ceil((L - crop) / 2)`, `(x / 255 - 0.45) / 0.225`, then slow = `frames[linspace(0, T-1, T // alpha)]`.
+* `serve_examples`: a serialized SequenceExample goes through `parse_sequence_example` and
+  `preprocess_test_view` -- the exact single-view (1 clip x 1 crop) test path of
+  `build_dataset(mode="test")`: PySlowFast temporal window from the record's fps, short side ->
+  `short_side`, center crop, normalise, PackPathway.
+* `serving_default`: the client already picked a clip, so it is only resampled to the model's T
+  with `torch_linspace` (PySlowFast/PyTorchVideo uniform temporal subsampling), then the same
+  `resize_short_side` -> `uniform_crop(.., 1)` -> `normalize` -> `pack_pathways` calls as
+  `preprocess_test_view` with one crop.
+
+Reference: PySlowFast `slowfast/datasets/{decoder,utils,transform}.py`, REFERENCE_SPEC §3.
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-# Kinetics mean / std used by every PySlowFast config (DATA.MEAN / DATA.STD, RGB, 0-1 range).
-MEAN = (0.45, 0.45, 0.45)
-STD = (0.225, 0.225, 0.225)
-
-# SequenceExample feature-list key holding one JPEG per frame (docs/DESIGN.md, TF Model Garden).
-IMAGE_KEY = "image/encoded"
+from slowfast_tf.data import DataConfig, parse_sequence_example, preprocess_test_view, transforms
 
 
-def linspace_indices(num_in: tf.Tensor, num_out: int) -> tf.Tensor:
-    """`linspace(0, num_in - 1, num_out)` truncated to int32, as `torch.linspace(...).long()`.
+def test_data_config(
+    *,
+    num_frames: int,
+    alpha: int,
+    pathways: tuple[str, ...],
+    short_side: int,
+    crop_size: int,
+    sampling_rate: int,
+    target_fps: float,
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+) -> DataConfig:
+    """The `DataConfig` whose single test view (1 clip, 1 crop) is the serving view.
 
-    Args:
-        num_in: scalar int tensor, the number of available frames (>= 1).
-        num_out: int, the number of indices to return.
-
-    Returns:
-        int32 `[num_out]` indices; the first and the last frame are always included.
+    With `num_crops=1` the data layer resizes the short side to `train_jitter_scales[0]` and
+    center-crops `test_crop` (PySlowFast `kinetics.py`), so those carry `short_side` / `crop_size`.
     """
-    # Exact integer arithmetic, floor(i * (n - 1) / (num_out - 1)): `tf.linspace` inside a graph
-    # returns e.g. 4.9999995 for 5.0 (measured: [0 1 2 3 4 4 6 7] for n = num_out = 8), which
-    # truncates to the wrong frame.
-    if num_out == 1:
-        return tf.zeros([1], tf.int32)
-    i = tf.range(num_out, dtype=tf.int64)
-    idx = (i * tf.cast(num_in - 1, tf.int64)) // (num_out - 1)
-    return tf.cast(idx, tf.int32)
+    return DataConfig(
+        num_frames=num_frames,
+        sampling_rate=sampling_rate,
+        target_fps=target_fps,
+        alpha=alpha,
+        pathways=tuple(pathways),
+        train_crop=crop_size,
+        test_crop=crop_size,
+        train_jitter_scales=(short_side, short_side),
+        random_flip=False,
+        num_clips=1,
+        num_crops=1,
+        mean=tuple(mean),
+        std=tuple(std),
+    )
 
 
 def temporal_subsample(frames: tf.Tensor, num_frames: int) -> tf.Tensor:
-    """Uniformly sample `num_frames` frames of a `[T, H, W, C]` clip (repeats frames if T is short)."""
-    idx = linspace_indices(tf.shape(frames)[0], num_frames)
-    return tf.gather(frames, idx, axis=0)
+    """`num_frames` frames of a `[T, H, W, C]` clip at `linspace(0, T - 1, num_frames)` (truncated).
+
+    Uses the data layer's float32 `torch_linspace`, which reproduces torch's index rounding;
+    `tf.linspace` inside a graph returns e.g. 4.9999995 for 5 and truncates to the wrong frame
+    (measured: `[0 1 2 3 4 4 6 7]` for T = num_frames = 8). A short clip repeats frames.
+    """
+    n = tf.shape(frames)[0]
+    index = transforms.torch_linspace(0.0, tf.cast(n - 1, tf.float32), num_frames)
+    index = tf.clip_by_value(index, 0.0, tf.cast(tf.maximum(n - 1, 0), tf.float32))
+    return tf.gather(frames, tf.cast(tf.floor(index), tf.int32), axis=0)
 
 
-def _fallback_resize_short_side(frames: tf.Tensor, size: int) -> tf.Tensor:
-    shape = tf.shape(frames)
-    h, w = shape[-3], shape[-2]
-    # PySlowFast `transform.scale`: the long side is floor(long / short * size).
-    hf, wf = tf.cast(h, tf.float64), tf.cast(w, tf.float64)
-    new_h = tf.where(h <= w, size, tf.cast(tf.floor(hf / wf * size), tf.int32))
-    new_w = tf.where(h <= w, tf.cast(tf.floor(wf / hf * size), tf.int32), size)
-    # bilinear + half-pixel centers without antialiasing == torch interpolate(align_corners=False).
-    return tf.image.resize(
-        tf.cast(frames, tf.float32), tf.stack([new_h, new_w]), method="bilinear", antialias=False
-    )
-
-
-def _fallback_center_crop(frames: tf.Tensor, size: int) -> tf.Tensor:
-    shape = tf.shape(frames)
-    h, w = shape[-3], shape[-2]
-    # ceil((L - size) / 2), as PySlowFast `uniform_crop` with spatial_idx = 1.
-    y0 = (h - size + 1) // 2
-    x0 = (w - size + 1) // 2
-    out = frames[..., y0 : y0 + size, x0 : x0 + size, :]
-    return tf.ensure_shape(out, [None, size, size, None])
-
-
-def _fallback_normalize(frames: tf.Tensor) -> tf.Tensor:
-    x = tf.cast(frames, tf.float32) / 255.0
-    return (x - tf.constant(MEAN)) / tf.constant(STD)
-
-
-def _fallback_pack_pathways(frames: tf.Tensor, alpha: int, pathways=("slow", "fast")) -> dict:
-    if "fast" not in pathways:
-        return {"slow": frames}
-    if "slow" not in pathways:
-        return {"fast": frames}
-    t = frames.shape[0]
-    slow_idx = linspace_indices(tf.shape(frames)[0], t // alpha)
-    return {"slow": tf.gather(frames, slow_idx, axis=0), "fast": frames}
-
-
-def eval_preprocess_clip(
-    frames: tf.Tensor,
-    *,
-    num_frames: int,
-    short_side: int,
-    crop_size: int,
-    alpha: int,
-    pathways: tuple[str, ...],
-) -> dict[str, tf.Tensor]:
-    """uint8 `[T_in, H, W, 3]` -> model inputs `{pathway: float32 [T_p, crop, crop, 3]}`.
+def preprocess_frames(frames: tf.Tensor, config: DataConfig) -> dict[str, tf.Tensor]:
+    """uint8 `[T_in, H, W, 3]` (any T_in, H, W) -> `{pathway: float32 [T_p, crop, crop, 3]}`.
 
     Args:
-        frames: uint8 `[T_in, H, W, 3]` RGB frames, any `T_in >= 1` and frame size.
-        num_frames: clip length the model expects before packing (the fast T for SlowFast).
-        short_side: the short side is resized to this (PySlowFast test: 256).
-        crop_size: side of the center crop (PySlowFast TEST_CROP_SIZE: 256).
-        alpha: frame-rate ratio between the fast and the slow pathway.
-        pathways: the model's input keys, e.g. `("slow", "fast")`.
+        frames: one clip of RGB frames as sent by a client.
+        config: from `test_data_config`.
 
     Returns:
-        dict keyed by pathway, ready for `model(inputs)`.
+        Model inputs keyed by pathway, as `preprocess_test_view` returns them.
     """
-    frames = temporal_subsample(frames, num_frames)
-    frames = tf.ensure_shape(frames, [num_frames, None, None, 3])
-    # Resize, crop, normalise in float: bilinear resizing commutes with the affine normalisation,
-    # so the order only changes rounding (PySlowFast normalises first, REFERENCE_SPEC §3).
-    frames = _resize_short_side(frames, short_side)
-    frames = _center_crop(frames, crop_size)
-    frames = _normalize(frames)
-    frames = tf.ensure_shape(frames, [num_frames, crop_size, crop_size, 3])
-    return _pack_pathways(frames, alpha, tuple(pathways))
+    frames = temporal_subsample(frames, config.num_frames)
+    # Same calls, same order as preprocess_test_view(num_crops=1) in the data layer.
+    frames = transforms.resize_short_side(frames, config.train_jitter_scales[0])
+    frames = transforms.uniform_crop(frames, config.test_crop, 1)
+    frames = transforms.normalize(frames, config.mean, config.std)
+    frames = tf.ensure_shape(frames, [config.num_frames, config.test_crop, config.test_crop, 3])
+    return transforms.pack_pathways(frames, config.alpha, config.pathways)
 
 
-def decode_sequence_example(serialized: tf.Tensor) -> tf.Tensor:
-    """One serialized `tf.train.SequenceExample` -> uint8 `[T, H, W, 3]` (one JPEG per frame)."""
-    _, sequence = tf.io.parse_single_sequence_example(
-        serialized,
-        sequence_features={IMAGE_KEY: tf.io.FixedLenSequenceFeature([], tf.string)},
-    )
-    jpegs = sequence[IMAGE_KEY]
+def preprocess_example(serialized: tf.Tensor, config: DataConfig) -> dict[str, tf.Tensor]:
+    """One serialized SequenceExample -> model inputs, via the data layer's test view 0."""
+    parsed = parse_sequence_example(serialized)
     tf.debugging.assert_positive(
-        tf.size(jpegs), message=f"SequenceExample has no frames in feature list '{IMAGE_KEY}'"
+        tf.size(parsed["frames"]),
+        message="SequenceExample has no frames in the feature list 'image/encoded'",
     )
-    return tf.map_fn(
-        lambda b: tf.io.decode_jpeg(b, channels=3),
-        jpegs,
-        fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8),
-    )
-
-
-# The data layer owns these steps; the fallbacks above are only used until it provides them.
-_resize_short_side = _fallback_resize_short_side
-_center_crop = _fallback_center_crop
-_normalize = _fallback_normalize
-_pack_pathways = _fallback_pack_pathways
+    inputs, _ = preprocess_test_view(parsed, 0, config)
+    return inputs

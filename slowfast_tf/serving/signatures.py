@@ -46,6 +46,11 @@ class ServingConfig:
         short_side: int, short side after resizing (PySlowFast TEST_CROP_SIZE 256).
         crop_size: int, center-crop side (256 as in PySlowFast's 3-crop test; 1 center crop here).
         top_k: int, number of `top_k_ids` / `top_k_labels` (clipped to num_classes).
+        sampling_rate: int, frame stride at `target_fps` used to cut the clip out of a whole
+            video in `serve_examples` (PySlowFast DATA.SAMPLING_RATE, 2 for SlowFast 8x8).
+        target_fps: float, the frame rate `sampling_rate` refers to (DATA.TARGET_FPS).
+        mean: RGB mean in [0, 1] units (DATA.MEAN).
+        std: RGB std in [0, 1] units (DATA.STD).
     """
 
     num_frames: int
@@ -54,9 +59,16 @@ class ServingConfig:
     short_side: int = 256
     crop_size: int = 256
     top_k: int = 5
+    sampling_rate: int = 2
+    target_fps: float = 30.0
+    mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
+    std: tuple[float, float, float] = (0.225, 0.225, 0.225)
 
     def __post_init__(self):
-        for name in ("num_frames", "alpha", "short_side", "crop_size", "top_k"):
+        object.__setattr__(self, "pathways", tuple(self.pathways))
+        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
+        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+        for name in ("num_frames", "alpha", "short_side", "crop_size", "top_k", "sampling_rate"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
@@ -76,6 +88,16 @@ class ServingConfig:
                 "`num_frames` must be a multiple of `alpha` for a two-pathway model. "
                 f"Received: num_frames={self.num_frames}, alpha={self.alpha}"
             )
+        self.data_config()  # the data layer validates the view it will compute
+
+    def data_config(self):
+        """The data layer's `DataConfig` for this single serving view."""
+        return preprocessing.test_data_config(
+            num_frames=self.num_frames, alpha=self.alpha, pathways=self.pathways,
+            short_side=self.short_side, crop_size=self.crop_size,
+            sampling_rate=self.sampling_rate, target_fps=self.target_fps,
+            mean=self.mean, std=self.std,
+        )
 
 
 def serving_config_from_model(model, **overrides) -> ServingConfig:
@@ -150,101 +172,91 @@ def read_labels(labels_file: str | None, num_classes: int) -> list[str]:
     return labels
 
 
-def build_serving_module(model, config: ServingConfig, labels: list[str]) -> tf.Module:
-    """Wraps `model` in a `tf.Module` with the two serving `tf.function`s.
+def build_serving_module(
+    model, config: ServingConfig, labels: list[str], labels_path: str | None = None
+) -> tuple[tf.Module, dict]:
+    """Traces the serving signatures and wraps their variables in a `tf.Module`.
 
     The Keras model is captured by closure only (never tracked), and the module tracks exactly the
-    `tf.Variable`s the traced functions capture, so each weight is saved once.
+    `tf.Variable`s the traced functions capture, so each weight is saved once. The model and head
+    are traced once (`predict`) and called from both signatures.
 
     Args:
         model: a Keras classifier (`build_eval_model()` is used when present).
         config: a `ServingConfig`.
         labels: list of `num_classes` label strings, baked into the graph as a constant.
+        labels_path: optional existing text file with the labels, tracked as an asset
+            (`assets/labels.txt` in the SavedModel).
 
     Returns:
-        A `tf.Module` with `serve_frames`, `serve_examples` (traced `tf.function`s),
-        `model_variables` (the captured variables) and `labels_asset`.
+        `(module, signatures)`: the module holds `model_variables` (and `labels_asset`);
+        `signatures` maps `serving_default` / `serve_examples` to concrete functions.
     """
     probabilities_fn = _probabilities_fn(model)
-    labels_const = tf.constant(labels, dtype=tf.string)
     k = min(config.top_k, len(labels))
+    data_config = config.data_config()
     specs = {
-        p: tf.TensorSpec(
-            [config.num_frames // (config.alpha if p == "slow" and len(config.pathways) == 2 else 1),
-             config.crop_size, config.crop_size, 3],
-            tf.float32,
-        )
-        for p in config.pathways
+        p: tf.TensorSpec([t, config.crop_size, config.crop_size, 3], tf.float32)
+        for p, t in data_config.frames_per_pathway().items()
     }
+    batched = {p: tf.TensorSpec([None, *s.shape], s.dtype) for p, s in specs.items()}
 
-    def preprocess(frames):
-        return preprocessing.eval_preprocess_clip(
-            frames,
-            num_frames=config.num_frames,
-            short_side=config.short_side,
-            crop_size=config.crop_size,
-            alpha=config.alpha,
-            pathways=config.pathways,
-        )
-
+    # autograph=False throughout: the code has no tensor-dependent Python control flow, and
+    # autograph's source conversion was most of the (2-core) tracing time.
+    @tf.function(input_signature=[batched], autograph=False)
     def predict(inputs):
         probs = probabilities_fn(inputs)
-        if probs.shape[-1] is not None and probs.shape[-1] != len(labels):
+        if probs.shape[-1] != len(labels):
             raise ValueError(
                 f"The model has {probs.shape[-1]} classes but {len(labels)} labels were given."
             )
-        top = tf.math.top_k(probs, k=k)
-        ids = tf.cast(top.indices, tf.int32)
+        ids = tf.cast(tf.math.top_k(probs, k=k).indices, tf.int32)
         return {
-            "probabilities": tf.identity(probs, name="probabilities"),
-            "top_k_ids": tf.identity(ids, name="top_k_ids"),
-            "top_k_labels": tf.gather(labels_const, ids, name="top_k_labels"),
+            "probabilities": probs,
+            "top_k_ids": ids,
+            "top_k_labels": tf.gather(tf.constant(labels, dtype=tf.string), ids),
         }
 
     @tf.function(
-        input_signature=[tf.TensorSpec([None, None, None, None, 3], tf.uint8, name=FRAMES_KEY)]
+        input_signature=[tf.TensorSpec([None, None, None, None, 3], tf.uint8, name=FRAMES_KEY)],
+        autograph=False,
     )
     def serve_frames(frames):
-        shape = tf.shape(frames)
-        # A real check at run time: static shapes only fix the rank and the channel count.
-        with tf.control_dependencies(
-            [
-                tf.debugging.assert_positive(
-                    shape[1:4],
-                    message="`frames` must be uint8 [batch, T, H, W, 3] with T, H, W >= 1",
-                )
-            ]
-        ):
+        # A run-time check: the static signature only fixes the rank and the channel count.
+        check = tf.debugging.assert_positive(
+            tf.shape(frames)[1:4],
+            message="`frames` must be uint8 [batch, T, H, W, 3] with T, H, W >= 1",
+        )
+        with tf.control_dependencies([check]):
             frames = tf.identity(frames)
-        inputs = tf.map_fn(preprocess, frames, fn_output_signature=specs)
+        inputs = tf.map_fn(
+            lambda clip: preprocessing.preprocess_frames(clip, data_config),
+            frames,
+            fn_output_signature=specs,
+        )
         return predict(inputs)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_KEY)])
+    @tf.function(
+        input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_KEY)], autograph=False
+    )
     def serve_examples(examples):
-        def one(serialized):
-            return preprocess(preprocessing.decode_sequence_example(serialized))
-
-        inputs = tf.map_fn(one, examples, fn_output_signature=specs)
+        inputs = tf.map_fn(
+            lambda serialized: preprocessing.preprocess_example(serialized, data_config),
+            examples,
+            fn_output_signature=specs,
+        )
         return predict(inputs)
 
+    signatures = {
+        DEFAULT_SIGNATURE: serve_frames.get_concrete_function(),
+        EXAMPLES_SIGNATURE: serve_examples.get_concrete_function(),
+    }
     module = tf.Module(name="slowfast_serving")
-    concrete = [serve_frames.get_concrete_function(), serve_examples.get_concrete_function()]
-    seen, captured = set(), []
-    for fn in concrete:
-        for v in fn.variables:
-            if id(v) not in seen:
-                seen.add(id(v))
-                captured.append(v)
-    module.serve_frames = serve_frames
-    module.serve_examples = serve_examples
-    module.model_variables = captured
-    # The labels also travel as a plain-text asset (assets/labels.txt) for humans and tools.
-    tmp = tempfile.mkdtemp(prefix="slowfast_labels_")
-    labels_path = os.path.join(tmp, "labels.txt")
-    with open(labels_path, "w") as f:
-        f.write("\n".join(labels) + "\n")
-    module.labels_asset = tf.saved_model.Asset(labels_path)
-    return module
+    # Only the raw tf.Variables the graphs read -- not the Keras wrappers (see module docstring).
+    module.model_variables = list({id(v): v for v in predict.get_concrete_function().variables}.values())
+    if labels_path:
+        module.labels_asset = tf.saved_model.Asset(labels_path)
+    return module, signatures
 
 
 def save_serving_model(model, export_dir: str, config: ServingConfig, labels: list[str]) -> str:
@@ -255,10 +267,10 @@ def save_serving_model(model, export_dir: str, config: ServingConfig, labels: li
     """
     if tf.io.gfile.exists(export_dir):
         raise ValueError(f"`export_dir` already exists. Received: export_dir={export_dir!r}")
-    module = build_serving_module(model, config, labels)
-    signatures = {
-        DEFAULT_SIGNATURE: module.serve_frames.get_concrete_function(),
-        EXAMPLES_SIGNATURE: module.serve_examples.get_concrete_function(),
-    }
-    tf.saved_model.save(module, export_dir, signatures=signatures)
+    with tempfile.TemporaryDirectory(prefix="slowfast_labels_") as tmp:
+        labels_path = os.path.join(tmp, "labels.txt")
+        with open(labels_path, "w") as f:
+            f.write("\n".join(labels) + "\n")
+        module, signatures = build_serving_module(model, config, labels, labels_path)
+        tf.saved_model.save(module, export_dir, signatures=signatures)
     return export_dir

@@ -1,37 +1,38 @@
-"""Tiny models and fixtures shared by the serving tests (not part of the public API)."""
+"""Tiny models shared by the serving tests (not part of the public API)."""
 
 from __future__ import annotations
 
 import keras
 import numpy as np
 
+from slowfast_tf.models import SlowFastBackbone, SlowFastVideoClassifier
 
-def stand_in_classifier(
-    num_classes: int = 5, num_frames: int = 8, alpha: int = 4, width: int = 8, seed: int = 0
-) -> keras.Model:
-    """A two-pathway model with the classifier's eval contract ({logits, probabilities, features}).
+LABELS = ["abseiling", "bowling", "cartwheeling", "dancing ballet", "eating spaghetti"]
+MODEL_NAME = "tiny_slowfast"
 
-    Used only when the real model zoo is not importable; weights are random but deterministic.
+# R18-like SlowFast at 8 fast frames; `train_crop_size=32` fixes a 1x1 head kernel, so a 64 px
+# serving crop leaves a 2x2 grid and exercises the mean-over-positions eval head (as 256 does).
+TINY_BACKBONE = dict(arch="slowfast", depth=18, width=8, beta_inv=4, num_frames=8, alpha=4)
+
+
+def tiny_classifier(num_classes: int = 5, seed: int = 0, **backbone_overrides) -> keras.Model:
+    """A tiny `SlowFastVideoClassifier` with randomised BN statistics and gammas.
+
+    Zero-initialised `c_bn` gammas and identity BN statistics would hide a forgotten
+    `training=False` or a skipped residual branch, so every BN weight gets random values.
     """
     keras.utils.set_random_seed(seed)
-    inputs = {
-        "slow": keras.Input((num_frames // alpha, None, None, 3), name="slow"),
-        "fast": keras.Input((num_frames, None, None, 3), name="fast"),
-    }
-    s = keras.layers.Conv3D(width, (1, 3, 3), strides=(1, 4, 4), name="slow_conv")(inputs["slow"])
-    s = keras.layers.BatchNormalization(name="slow_bn")(s)
-    f = keras.layers.Conv3D(width // 2, (3, 3, 3), strides=(alpha, 4, 4), padding="same",
-                            name="fast_conv")(inputs["fast"])
-    s = keras.layers.AveragePooling3D((num_frames // alpha, 4, 4), strides=1)(s)
-    f = keras.layers.AveragePooling3D((num_frames // alpha, 4, 4), strides=1)(f)
-    x = keras.layers.Concatenate()([s, f])
-    per_pos = keras.layers.Dense(num_classes, name="head_projection")(x)
-    logits = keras.ops.mean(per_pos, axis=(1, 2, 3))
-    probs = keras.ops.mean(keras.ops.softmax(per_pos, axis=-1), axis=(1, 2, 3))
-    feats = keras.ops.mean(x, axis=(1, 2, 3))
-    model = keras.Model(inputs, {"logits": logits, "probabilities": probs, "features": feats})
-    # Non-trivial BN statistics so that a forgotten `training=False` shows up in the comparison.
-    bn = model.get_layer("slow_bn")
-    bn.moving_mean.assign(np.linspace(-0.1, 0.1, width).astype("float32"))
-    bn.moving_variance.assign(np.linspace(0.5, 1.5, width).astype("float32"))
+    backbone = SlowFastBackbone(**{**TINY_BACKBONE, **backbone_overrides})
+    model = SlowFastVideoClassifier(backbone, num_classes=num_classes, train_crop_size=32)
+    rng = np.random.default_rng(seed)
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
+            layer.beta.assign(rng.normal(0, 0.1, n).astype("float32"))
+            layer.moving_mean.assign(rng.normal(0, 0.1, n).astype("float32"))
+            layer.moving_variance.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
+    # Larger head weights than N(0, 0.01) so the class probabilities are far from uniform.
+    kernel = model.get_layer("head_projection").kernel
+    kernel.assign(rng.normal(0, 0.1, kernel.shape).astype("float32"))
     return model

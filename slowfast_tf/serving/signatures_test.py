@@ -1,0 +1,218 @@
+"""SavedModel export: layout, SignatureDefs, variable size, TF1-session parity with Keras."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from slowfast_tf.data import make_sequence_example
+from slowfast_tf.serving import export_lib, local_server, signatures, tfserving
+from slowfast_tf.serving.testing_utils import LABELS
+
+MEAN, STD = 0.45, 0.225
+# The frame list is present but holds no frame.
+_empty = tf.train.SequenceExample()
+_empty.feature_lists.feature_list["image/encoded"].SetInParent()
+EMPTY_VIDEO = _empty.SerializeToString()
+
+
+def reference_inputs(frames, crop):
+    """Independent numpy preprocessing for clips that need no resize and no resampling:
+    `[B, 8, S, S, 3]` uint8 with S == short_side -> center crop, normalise, slow = frames[0, 7]."""
+    s = frames.shape[2]
+    y0 = (s - crop + 1) // 2  # ceil((S - crop) / 2), PySlowFast uniform_crop
+    x = frames[:, :, y0 : y0 + crop, y0 : y0 + crop].astype(np.float32)
+    x = (x / 255.0 - MEAN) / STD
+    # linspace(0, 7, 2) -> [0, 7]: first and last frame of the 8-frame fast clip.
+    return {"slow": x[:, [0, 7]], "fast": x}
+
+
+def keras_probabilities(model, inputs):
+    return model.build_eval_model()(inputs, training=False)["probabilities"].numpy()
+
+
+def test_export_layout(serving_export):
+    result, config, base = serving_export
+    assert result.version == 1 and result.export_dir == os.path.join(base, "tiny_slowfast", "1")
+    for rel in ("saved_model.pb", "variables/variables.index", "assets/labels.txt",
+                tfserving.WARMUP_FILE, "assets.extra/export_config.json"):
+        assert os.path.isfile(os.path.join(result.export_dir, rel)), rel
+    with open(os.path.join(result.export_dir, "assets/labels.txt")) as f:
+        assert f.read().splitlines() == LABELS
+    # The staging dir was renamed into place, nothing else is left in the model dir.
+    assert os.listdir(os.path.join(base, "tiny_slowfast")) == ["1"]
+    assert os.path.isfile(result.models_config) and os.path.isfile(result.batching_parameters)
+
+
+def test_signature_defs_are_named(session_runner, serving_export):
+    config = serving_export[1]
+    defs = session_runner.signature_defs
+    assert set(defs) == {"serving_default", "serve_examples"}
+    frames = defs["serving_default"].inputs
+    assert list(frames) == ["frames"]
+    assert frames["frames"].dtype == tf.uint8.as_datatype_enum
+    assert [d.size for d in frames["frames"].tensor_shape.dim] == [-1, -1, -1, -1, 3]
+    examples = defs["serve_examples"].inputs
+    assert list(examples) == ["examples"] and examples["examples"].dtype == tf.string.as_datatype_enum
+    for sig in defs.values():
+        assert sig.method_name == "tensorflow/serving/predict"
+        assert set(sig.outputs) == {"probabilities", "top_k_ids", "top_k_labels"}
+        assert sig.outputs["top_k_ids"].dtype == tf.int32.as_datatype_enum
+        assert sig.outputs["top_k_labels"].dtype == tf.string.as_datatype_enum
+        assert sig.outputs["probabilities"].tensor_shape.dim[1].size == len(LABELS)
+        assert sig.outputs["top_k_ids"].tensor_shape.dim[1].size == config.top_k
+        assert "keras_tensor" not in str(sig)
+
+
+def test_variables_stored_once(tiny_model, serving_export):
+    export_dir = serving_export[0].export_dir
+    ratio = export_lib.variables_size_bytes(export_dir) / export_lib.weight_bytes(tiny_model)
+    assert ratio <= 1.05, ratio
+    reader = tf.train.load_checkpoint(os.path.join(export_dir, "variables", "variables"))
+    saved = [k for k in reader.get_variable_to_shape_map() if k != "_CHECKPOINTABLE_OBJECT_GRAPH"]
+    assert len(saved) == len(tiny_model.weights)
+
+
+def test_keras_export_duplicates_but_ours_does_not(tmp_path):
+    """Keras 3 `model.export` saves the Keras Variable wrappers and the raw tf.Variables; we don't."""
+    inputs = {"slow": keras.Input((4, None, None, 3), name="slow")}
+    x = keras.layers.Conv3D(64, (1, 3, 3), name="conv")(inputs["slow"])
+    x = keras.layers.GlobalAveragePooling3D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(600, name="fc")(x))  # logits
+    weights = export_lib.weight_bytes(model)
+    model.export(str(tmp_path / "keras"), verbose=False)
+    keras_ratio = export_lib.variables_size_bytes(str(tmp_path / "keras")) / weights
+    assert keras_ratio > 1.9
+    config = signatures.ServingConfig(num_frames=4, alpha=1, pathways=("slow",), short_side=8,
+                                      crop_size=8)
+    labels = [f"class {i}" for i in range(600)]
+    signatures.save_serving_model(model, str(tmp_path / "ours"), config, labels)
+    ours = export_lib.variables_size_bytes(str(tmp_path / "ours")) / weights
+    assert ours <= 1.05, ours
+    # Logits-only model: the signature applies the softmax itself.
+    loaded = tf.saved_model.load(str(tmp_path / "ours"))
+    clip = np.random.default_rng(0).integers(0, 256, (1, 4, 8, 8, 3), dtype=np.uint8)
+    out = loaded.signatures["serving_default"](frames=tf.constant(clip))
+    expected = tf.nn.softmax(model(reference_single(clip))).numpy()
+    np.testing.assert_allclose(out["probabilities"].numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def reference_single(clip):
+    x = (clip.astype(np.float32) / 255.0 - MEAN) / STD
+    return {"slow": x}
+
+
+def test_tf1_session_matches_keras(tiny_model, session_runner, serving_export):
+    config = serving_export[1]
+    frames = np.random.default_rng(1).integers(
+        0, 256, (2, config.num_frames, config.short_side, config.short_side, 3), dtype=np.uint8
+    )
+    out = session_runner.run("serving_default", {"frames": frames})
+    expected = keras_probabilities(tiny_model, reference_inputs(frames, config.crop_size))
+    np.testing.assert_allclose(out["probabilities"], expected, rtol=1e-4, atol=1e-5)
+    assert np.ptp(expected) > 0.05  # a real, non-uniform distribution is being compared
+    order = np.argsort(-out["probabilities"], axis=1)[:, : config.top_k]
+    np.testing.assert_array_equal(out["top_k_ids"], order)
+    labels = np.array([[LABELS[i].encode() for i in row] for row in order], dtype=object)
+    np.testing.assert_array_equal(out["top_k_labels"], labels)
+
+
+def test_any_clip_length_and_frame_size(session_runner, serving_export):
+    """T and H, W are free: a 20-frame 90x160 clip is resampled, resized and cropped in-graph."""
+    frames = np.random.default_rng(2).integers(0, 256, (1, 20, 90, 160, 3), dtype=np.uint8)
+    out = session_runner.run("serving_default", {"frames": frames})
+    assert out["probabilities"].shape == (1, len(LABELS))
+    np.testing.assert_allclose(out["probabilities"].sum(axis=1), 1.0, rtol=1e-5)
+    # Repeating every frame doesn't change a clip resampled to 8 frames of the same content.
+    still = np.repeat(frames[:, :1], 20, axis=1)
+    short = np.repeat(frames[:, :1], 3, axis=1)
+    a = session_runner.run("serving_default", {"frames": still})["probabilities"]
+    b = session_runner.run("serving_default", {"frames": short})["probabilities"]
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_serve_examples_matches_keras(tiny_model, session_runner, serving_export):
+    config = serving_export[1]
+    clips = np.random.default_rng(3).integers(
+        0, 256, (2, config.num_frames, config.short_side, config.short_side, 3), dtype=np.uint8
+    )
+    # fps = target_fps / sampling_rate makes the PySlowFast window exactly these 8 frames.
+    fps = config.target_fps / config.sampling_rate
+    serialized, decoded = [], []
+    for clip in clips:
+        jpegs = [tf.io.encode_jpeg(f).numpy() for f in clip]
+        decoded.append(np.stack([tf.io.decode_jpeg(j).numpy() for j in jpegs]))
+        serialized.append(make_sequence_example(jpegs, [1], fps=fps).SerializeToString())
+    out = session_runner.run("serve_examples", {"examples": np.array(serialized, dtype=object)})
+    expected = keras_probabilities(
+        tiny_model, reference_inputs(np.stack(decoded), config.crop_size)
+    )
+    np.testing.assert_allclose(out["probabilities"], expected, rtol=1e-4, atol=1e-5)
+    assert out["top_k_labels"].shape == (2, config.top_k)
+
+
+@pytest.mark.parametrize(
+    "signature,inputs,match",
+    [
+        ("serving_default", {"frames": np.zeros((1, 8, 72, 72, 3), np.float32)},
+         "Expects arg 'frames' to be uint8 but float32 is provided"),
+        ("serving_default", {"frames": np.zeros((1, 8, 72, 72, 4), np.uint8)},
+         r"must have shape \[\?, \?, \?, \?, 3\]"),
+        ("serving_default", {"frames": np.zeros((8, 72, 72, 3), np.uint8)}, "must have shape"),
+        ("serving_default", {"frames": np.zeros((1, 0, 72, 72, 3), np.uint8)},
+         "with T, H, W >= 1"),
+        ("serving_default", {"clip": np.zeros((1, 8, 72, 72, 3), np.uint8)}, "expects inputs"),
+        ("serve_examples", {"examples": np.array([b"not a proto"], dtype=object)}, "(?i)pars"),
+        ("serve_examples", {"examples": np.array([tf.train.SequenceExample().SerializeToString()],
+                                                 dtype=object)}, "'image/encoded' is required"),
+        ("serve_examples", {"examples": np.array([EMPTY_VIDEO], dtype=object)}, "no frames"),
+        ("serve_logits", {"frames": np.zeros((1, 8, 72, 72, 3), np.uint8)}, "not found"),
+    ],
+)
+def test_bad_requests_are_rejected(session_runner, signature, inputs, match):
+    with pytest.raises(local_server.PredictError, match=match) as info:
+        session_runner.run(signature, inputs)
+    assert info.value.code == "INVALID_ARGUMENT"
+
+
+def test_warmup_requests_replay(session_runner, serving_export):
+    """Each warm-up record parses as a PredictionLog and runs, as the server does at load time."""
+    requests = tfserving.read_warmup_requests(serving_export[0].export_dir)
+    assert [r.model_spec.signature_name for r in requests] == ["serving_default", "serve_examples"]
+    for request in requests:
+        assert request.model_spec.name == "tiny_slowfast"
+        inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+        out = session_runner.run(request.model_spec.signature_name, inputs)
+        assert out["probabilities"].shape == (1, len(LABELS))
+
+
+def test_serving_config_from_model(tiny_model):
+    config = signatures.serving_config_from_model(tiny_model)
+    assert (config.num_frames, config.alpha, config.pathways) == (8, 4, ("slow", "fast"))
+    assert (config.short_side, config.crop_size) == (256, 256)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(num_frames=0), "num_frames"),
+        (dict(num_frames=10, alpha=4), "multiple of `alpha`"),
+        (dict(num_frames=8, crop_size=300), "crop_size"),
+        (dict(num_frames=8, pathways=("rgb",)), "pathways"),
+        (dict(num_frames=8, top_k=0), "top_k"),
+    ],
+)
+def test_serving_config_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        signatures.ServingConfig(**kwargs)
+
+
+def test_read_labels(tmp_path):
+    path = tmp_path / "labels.txt"
+    path.write_text("a\nb b\n\n")
+    assert signatures.read_labels(str(path), 2) == ["a", "b b"]
+    assert signatures.read_labels(None, 3) == ["0", "1", "2"]
+    with pytest.raises(ValueError, match="one line per class"):
+        signatures.read_labels(str(path), 3)
