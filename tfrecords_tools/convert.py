@@ -62,6 +62,7 @@ class LabelMap:
     def resolve(cls, out_dir: str, items: Sequence[VideoItem], classes_file: str | None = None):
         """Given file > existing ``OUT/classes.txt`` > derived from the items (sorted names, or
         ``"0".."max"`` for integer labels). Writes ``OUT/classes.txt`` when it is new."""
+        os.makedirs(out_dir, exist_ok=True)
         existing = os.path.join(out_dir, CLASSES_FILE)
         if classes_file:
             label_map = cls(_read_lines(classes_file))

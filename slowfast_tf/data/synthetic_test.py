@@ -1,0 +1,57 @@
+import json
+
+import av
+import numpy as np
+import pytest
+
+from slowfast_tf.data import synthetic
+
+
+def test_render_is_deterministic_and_classes_differ_in_time_only():
+    a = synthetic.render_video(0, np.random.default_rng(5), size=32, num_frames=30)
+    b = synthetic.render_video(0, np.random.default_rng(5), size=32, num_frames=30)
+    assert a.shape == (30, 32, 32, 3) and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, b)
+    # flicker: object brightness oscillates; dart: the object moves (frame differences are large)
+    for label in range(len(synthetic.CLASSES)):
+        frames = synthetic.render_video(label, np.random.default_rng(label), 32, 30).astype(float)
+        assert np.abs(np.diff(frames, axis=0)).mean() > 0.5, synthetic.CLASSES[label]
+    with pytest.raises(ValueError, match="label"):
+        synthetic.render_video(6, np.random.default_rng(0))
+
+
+def test_dart_direction_is_aliased_at_the_slow_stride():
+    # Row of the object per frame; signed steps on the torus. Over many dart_up videos the fast
+    # stride (2 frames) always shows "up", the slow stride (~10 frames) is a coin flip.
+    fast_up, slow_up = [], []
+    for i in range(24):
+        frames = synthetic.render_video(2, np.random.default_rng([9, i]), 64, 60).astype(float)
+        rows = frames.mean(axis=(2, 3))
+        centre = np.argmax(rows - rows.mean(0), axis=1)
+        fast = (np.diff(centre[0:32:2]) + 32) % 64 - 32
+        slow = (np.diff(centre[[0, 10, 21, 31]]) + 32) % 64 - 32
+        fast_up.append(np.mean(fast < 0))
+        slow_up.append(np.mean(slow < 0))
+    assert np.mean(fast_up) > 0.95
+    assert 0.25 < np.mean(slow_up) < 0.75
+
+
+def test_generate_writes_videos_and_lists(tmp_path):
+    out = tmp_path / "synth"
+    info = synthetic.main([
+        "--out", str(out), "--num-train", "2", "--num-val", "1", "--num-test", "0",
+        "--size", "32", "--seconds", "0.3", "--seed", "3",
+    ])
+    assert info["counts"] == {"train": 12, "val": 6}
+    lines = (out / "train.csv").read_text().split("\n")
+    assert lines[0] == "videos/train/flicker_low/flicker_low_0000.mp4 0"
+    assert (out / "classes.txt").read_text().split() == list(synthetic.CLASSES)
+    assert json.loads((out / "synthetic.json").read_text())["num_frames"] == 9
+    with av.open(str(out / "videos/train/grow/grow_0001.mp4")) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 9 and frames[0].shape == (32, 32, 3)
+    # Same seed, same bytes.
+    again = tmp_path / "again"
+    synthetic.generate(str(again), {"train": 2}, size=32, seconds=0.3, seed=3, progress=False)
+    name = "videos/train/dart_down/dart_down_0001.mp4"
+    assert (out / name).read_bytes() == (again / name).read_bytes()
