@@ -168,11 +168,38 @@ def compare_outputs(keras_logits, keras_endpoints, ref_logits, ref_endpoints, co
     return report
 
 
+def _probe_model(model):
+    """A functional model sharing ``model``'s layers that returns logits and all endpoints in
+    one pass (cached on the model). Falls back to None if the head layout is unknown."""
+    import keras
+
+    probe = getattr(model, "_parity_probe", None)
+    if probe is not None:
+        return probe
+    needed = ("head_pools", "head_projection", "head_dropout", "logits_mean", "pathways")
+    if not all(hasattr(model, a) for a in needed):
+        return None
+    inputs = {
+        k: keras.Input(shape=model.backbone.input[k].shape[1:], name=k) for k in model.pathways
+    }
+    endpoints = model.backbone(inputs)
+    pooled = [model.head_pools[k](endpoints[f"{k}_res5"]) for k in model.pathways]
+    features = model.head_concat(pooled) if len(pooled) > 1 else pooled[0]
+    logits = model.logits_mean(model.head_projection(model.head_dropout(features)))
+    probe = keras.Model(inputs, {"__logits__": logits, **endpoints})
+    model._parity_probe = probe
+    return probe
+
+
 def run_keras(model, inputs):
     """Keras logits and backbone endpoints (inference mode) as numpy."""
-    logits = np.asarray(model(inputs, training=False))
-    endpoints = {k: np.asarray(v) for k, v in model.backbone(inputs, training=False).items()}
-    return logits, endpoints
+    probe = _probe_model(model)
+    if probe is None:
+        logits = np.asarray(model(inputs, training=False))
+        endpoints = {k: np.asarray(v) for k, v in model.backbone(inputs, training=False).items()}
+        return logits, endpoints
+    outputs = {k: np.asarray(v) for k, v in probe(inputs, training=False).items()}
+    return outputs.pop("__logits__"), outputs
 
 
 def verify_against_reference(model, state, crop_size=None, batch_size=1, seed=0, compare_head=True):
