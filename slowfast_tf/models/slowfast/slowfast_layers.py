@@ -11,6 +11,7 @@ All tensors are channels-last ``[B, T, H, W, C]``.
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from slowfast_tf.models.common.torch_layers import batch_norm, conv3d, max_pool3d
@@ -162,6 +163,15 @@ class NonLocalAttention(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[0])
+
+    def flop_count(self, input_shapes, output_shape):
+        """Multiply-adds as fvcore counts PySlowFast's two einsums: ``N * C' * THW * P`` each
+        (``theta phi^T`` and ``A g``); the scaling and softmax are not counted."""
+        theta, phi = input_shapes[0], input_shapes[1]
+        batch, channels = int(theta[0]), int(theta[-1])
+        positions = int(np.prod(theta[1:-1]))
+        pooled = int(np.prod(phi[1:-1]))
+        return 2 * batch * channels * positions * pooled
 
     def get_config(self):
         config = super().get_config()
