@@ -10,7 +10,7 @@ from slowfast_tf.models import build_model
 from slowfast_tf.models.common.flops import count_flops, count_params, layer_flops
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _model(name, **overrides):
     return build_model(name, **overrides)
 
