@@ -296,9 +296,9 @@ def define_flags(flag_values=flags.FLAGS):
     flags.mark_flag_as_required("video", flag_values=flag_values)
 
 
-def main(argv):
+def main(argv, flag_values=flags.FLAGS):
     del argv
-    f = flags.FLAGS
+    f = flag_values
     try:
         outputs = classify(
             f.video, f.server, f.rest, f.model_name, f.signature_name, f.num_frames,
