@@ -38,8 +38,13 @@ def import_torch():
 
 
 def _first_line(error):
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"
+    """``Type: first sentence`` of an exception, so errors stay one readable line."""
+    lines = str(error).strip().splitlines()
+    text = lines[0] if lines else ""
+    sentence_end = text.find(". ")
+    if sentence_end > 0:
+        text = text[: sentence_end + 1]
+    return f"{type(error).__name__}: {text[:200]}"
 
 
 def _check_file(path):
@@ -103,9 +108,12 @@ def read_torch_checkpoint(path):
         # weights_only: never run arbitrary pickled code from a downloaded file.
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
+        detail = _first_line(e)
+        if type(e).__name__ == "UnpicklingError":
+            detail += " (the file pickles Python objects other than tensors, which weights_only loading refuses)"
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint (expected a torch.save .pyth file "
-            f"holding a state dict or {{'model_state': ...}}); {_first_line(e)}"
+            f"holding a state dict or {{'model_state': ...}}); {detail}"
         ) from None
     state = _extract_state_dict(obj, path)
     bad = [k for k, v in state.items() if not hasattr(v, "shape")]
