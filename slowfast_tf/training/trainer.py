@@ -295,6 +295,44 @@ def build_callbacks(
     return callbacks
 
 
+def _build_before_distributed_fit(model, recipe):
+    """Works around two Keras 3.15 ``fit`` bugs under tf.distribute strategies.
+
+    1. Builds optimizer, loss and metric state from specs before a distributed ``fit``.
+
+    Keras 3.15 ``fit`` under a strategy first takes a real batch and calls
+    ``strategy.reduce("MEAN", batch)`` to build its state symbolically. With
+    ``MultiWorkerMirroredStrategy`` and dict inputs (``{"slow", "fast"}``) that reduce fails
+    ("Attempt to convert a value ({'slow': PerReplica...}) ... to a Tensor"). Building from the
+    model's input specs instead gives the same state, after which that step is skipped.
+    2. Multi-worker only: scalar step logs cannot be reduced (see below).
+    """
+    if getattr(model, "_distribute_strategy", None) is None:
+        return
+    label_shape = (None, recipe.num_classes) if recipe.multi_label else (None,)
+    label = keras.KerasTensor(label_shape, "float32" if recipe.multi_label else "int32")
+    with model.distribute_strategy.scope():
+        model._symbolic_build(data_batch=(model.input, label))
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+
+    strat = model.distribute_strategy
+    if isinstance(strat, tf.distribute.MultiWorkerMirroredStrategy) and (
+        strat.extended._in_multi_worker_mode()
+    ):
+        # Keras 3.15 reduces the step logs across workers with strategy.reduce("MEAN", v, axis=0),
+        # which fails on scalar logs ("Invalid reduction dimension 0 for input with 0
+        # dimensions", tensorflow/tensorflow#72388). Returning them as [1] vectors makes that
+        # reduce the mean over replicas, a scalar again.
+        def as_vectors(step_fn):
+            def step(data):
+                return {k: keras.ops.reshape(v, (1,)) for k, v in step_fn(data).items()}
+
+            return step
+
+        model.train_step = as_vectors(model.train_step)
+        model.test_step = as_vectors(model.test_step)
+
+
 def fit(
     model: keras.Model,
     train_dataset: tf.data.Dataset,
@@ -319,6 +357,7 @@ def fit(
     callbacks = build_callbacks(
         model_dir, steps_per_epoch, recipe, precise_bn_dataset or train_dataset, tensorboard
     )
+    _build_before_distributed_fit(model, recipe)
     history = model.fit(
         train_dataset,
         epochs=recipe.epochs,
