@@ -293,6 +293,7 @@ class SlowFastBackbone(keras.Model):
                     if pool1_t[p] > 1:
                         xs[p] = max_pool3d(xs[p], (pool1_t[p], 1, 1), name=f"pathway{p}_pool")
 
+        kwargs.setdefault("name", "slowfast_backbone")  # stable name for converters / get_layer
         super().__init__(inputs=inputs, outputs=endpoints, **kwargs)
 
         # === Config ===

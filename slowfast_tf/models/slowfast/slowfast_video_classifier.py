@@ -95,7 +95,10 @@ class SlowFastVideoClassifier(keras.Model):
             )
             for p, key in enumerate(pathways)
         }
-        self.head_concat = keras.layers.Concatenate(axis=-1, name="head_concat")
+        # Single-pathway models have nothing to concatenate (an unused layer would stay unbuilt).
+        self.head_concat = (
+            keras.layers.Concatenate(axis=-1, name="head_concat") if len(pathways) > 1 else None
+        )
         self.head_dropout = keras.layers.Dropout(dropout, name="head_dropout")
         self.head_projection = keras.layers.Dense(
             num_classes,
@@ -125,7 +128,7 @@ class SlowFastVideoClassifier(keras.Model):
     def _pooled_features(self, inputs):
         endpoints = self.backbone(inputs)
         pooled = [self.head_pools[key](endpoints[f"{key}_res5"]) for key in self.pathways]
-        return self.head_concat(pooled) if len(pooled) > 1 else pooled[0]
+        return self.head_concat(pooled) if self.head_concat is not None else pooled[0]
 
     def build_eval_model(self):
         """Returns a ``keras.Model`` sharing this classifier's weights with dict outputs
