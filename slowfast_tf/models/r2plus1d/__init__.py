@@ -16,11 +16,19 @@ from slowfast_tf.models.r2plus1d.r2plus1d_presets import (
     get_preset,
     list_presets,
 )
+from slowfast_tf.models.r2plus1d.r2plus1d_torchvision import (
+    TORCHVISION_MEAN,
+    TORCHVISION_STD,
+    load_torchvision_weights,
+    torchvision_layer_map,
+)
 
 __all__ = [
     "MID_CHANNEL_RULES",
     "PRESETS",
     "STAGE_DEPTHS",
+    "TORCHVISION_MEAN",
+    "TORCHVISION_STD",
     "VARIANTS",
     "R2Plus1DBackbone",
     "R2Plus1DPreset",
@@ -29,5 +37,7 @@ __all__ = [
     "factorized_mid_channels",
     "get_preset",
     "list_presets",
+    "load_torchvision_weights",
+    "torchvision_layer_map",
     "variant_conv_types",
 ]
