@@ -58,10 +58,16 @@ class _Block(nn.Module):
 
 
 class _TorchVideoResNet(nn.Module):
-    def __init__(self, variant, width, num_classes):
+    def __init__(self, variant, width, num_classes, num_frames=8):
         super().__init__()
         stem_kind, *kinds = variant_conv_types(variant)
-        if stem_kind == "2plus1d":
+        if stem_kind == "collapse":  # R2D (not a torchvision model): frames folded into conv1
+            self.stem = nn.Sequential(
+                nn.Conv3d(3, width, (num_frames, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3),
+                          bias=False),
+                nn.BatchNorm3d(width), nn.ReLU(),
+            )
+        elif stem_kind == "2plus1d":
             self.stem = nn.Sequential(
                 nn.Conv3d(3, 45, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False),
                 nn.BatchNorm3d(45), nn.ReLU(),
@@ -106,7 +112,12 @@ def _randomize(module, seed):
 
 @pytest.mark.parametrize(
     "preset, variant",
-    [("r2plus1d_r18_torchvision", "r2plus1d"), ("mc3_r18", "mc3"), ("rmc3_r18", "rmc3")],
+    [
+        ("r2plus1d_r18_torchvision", "r2plus1d"),
+        ("mc3_r18", "mc3"),
+        ("rmc3_r18", "rmc3"),
+        ("r2d_r18", "r2d"),
+    ],
 )
 def test_logits_match_torch_video_resnet(preset, variant):
     torch.manual_seed(0)
