@@ -24,6 +24,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
+from slowfast_tf.data import get_data_config  # noqa: E402
 from slowfast_tf.serving import export_lib, signatures  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -41,6 +42,11 @@ flags.DEFINE_integer("alpha", None, "Fast/slow frame ratio; default: from the mo
 flags.DEFINE_integer("short_side", 256, "Test-time short side (PySlowFast TEST_CROP_SIZE).")
 flags.DEFINE_integer("crop_size", 256, "Center-crop size.")
 flags.DEFINE_integer("top_k", 5, "Number of top_k_ids / top_k_labels.")
+flags.DEFINE_string(
+    "data_preset", None,
+    "slowfast_tf.data preset giving sampling_rate / target_fps / mean / std for serve_examples; "
+    "default: derived from --preset (e.g. slowfast_r50_8x8 -> slowfast_8x8), else Kinetics.",
+)
 flags.DEFINE_string(
     "serving_base_path", None,
     "base_path in models.config as the server sees it; default: the local absolute path. "
@@ -80,7 +86,21 @@ def main(argv):
         for k in ("num_frames", "alpha", "short_side", "crop_size", "top_k")
         if getattr(FLAGS, k) is not None
     }
+    data_preset = FLAGS.data_preset or FLAGS.preset
+    if data_preset:
+        try:
+            data = get_data_config(data_preset)
+        except ValueError:
+            if FLAGS.data_preset:
+                raise
+            data = None  # a preset without a data twin: keep the Kinetics defaults
+        if data is not None:
+            overrides = {
+                "sampling_rate": data.sampling_rate, "target_fps": data.target_fps,
+                "mean": data.mean, "std": data.std, **overrides,
+            }
     config = signatures.serving_config_from_model(model, **overrides)
+    logging.info("Serving config: %s", config)
     probe = model.build_eval_model() if hasattr(model, "build_eval_model") else model
     out = probe.output
     num_classes = (out["probabilities"] if isinstance(out, dict) else out).shape[-1]

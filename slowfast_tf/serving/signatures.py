@@ -21,6 +21,7 @@ and never the Keras model, so `variables/` is the weight bytes plus a small obje
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tempfile
 
@@ -272,5 +273,17 @@ def save_serving_model(model, export_dir: str, config: ServingConfig, labels: li
         with open(labels_path, "w") as f:
             f.write("\n".join(labels) + "\n")
         module, signatures = build_serving_module(model, config, labels, labels_path)
-        tf.saved_model.save(module, export_dir, signatures=signatures)
+        # The saver logs every captured variable of each signature at INFO ("input name(s) 6536,
+        # ... renamed to unknown"): those are internal capture placeholders, not the named
+        # SignatureDef inputs, and the line runs to tens of kB for R50. Keep warnings only.
+        # (TF's saver logs through absl.)
+        loggers = [logging.getLogger("absl"), tf.get_logger()]
+        levels = [lg.level for lg in loggers]
+        for lg in loggers:
+            lg.setLevel(logging.WARNING)
+        try:
+            tf.saved_model.save(module, export_dir, signatures=signatures)
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
     return export_dir
