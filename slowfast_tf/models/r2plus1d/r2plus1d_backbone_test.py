@@ -9,6 +9,7 @@ from slowfast_tf.models.r2plus1d.r2plus1d_backbone import (
     STAGE_DEPTHS,
     VARIANTS,
     R2Plus1DBackbone,
+    _block_mid_channels,
     factorized_mid_channels,
     num_temporal_strides,
     output_frames,
@@ -137,6 +138,9 @@ def test_r18_parameter_counts(variant):
     count = _trainable(backbone)
     assert count == _expected_params(variant, 18, 16)
     assert count + K400_HEAD == R18_PARAMS_K400[variant]
+    if variant == "r2plus1d":  # Eq. 1 per conv: conv3_1's second conv is 128 -> 128
+        assert backbone.get_layer("s3_pathway0_res0_branch2_a_spatial").filters == 230
+        assert backbone.get_layer("s3_pathway0_res0_branch2_b_spatial").filters == 288
     if variant in TORCHVISION_GFLOPS_16x112:
         gmacs = count_flops(backbone, image_size=112, convention="paper") / 1e9
         assert round(gmacs, 2) == TORCHVISION_GFLOPS_16x112[variant]
@@ -145,17 +149,13 @@ def test_r18_parameter_counts(variant):
 def test_torchvision_mid_channel_rule():
     # torchvision computes one M per block from (block in, block out) and reuses it for the
     # second conv; the rules differ only there, in the first block of conv3_x .. conv5_x.
-    # (The full 31,505,325 count is checked on the classifier in r2plus1d_presets_test.py.)
+    # (The built model's 31,505,325 is checked on the classifier in r2plus1d_presets_test.py.)
     assert _expected_params("r2plus1d", 18, 16, "torchvision") + K400_HEAD == (
         TORCHVISION_R2PLUS1D_18
     )
-    tiny = dict(TINY, base_filters=64, depth=10, variant="r2plus1d", mid_channels="torchvision")
-    backbone = R2Plus1DBackbone(**tiny)
-    assert backbone.get_layer("s3_pathway0_res0_branch2_a_spatial").filters == 230
-    assert backbone.get_layer("s3_pathway0_res0_branch2_b_spatial").filters == 230
-    paper = R2Plus1DBackbone(**dict(tiny, mid_channels="paper"))
-    assert paper.get_layer("s3_pathway0_res0_branch2_b_spatial").filters == 288
-    assert paper.get_layer("s2_pathway0_res0_branch2_a_spatial").filters == 144
+    assert _block_mid_channels("torchvision", 64, 128) == (230, 230)
+    assert _block_mid_channels("paper", 64, 128) == (230, 288)
+    assert _block_mid_channels("torchvision", 128, 128) == _block_mid_channels("paper", 128, 128)
 
 
 def test_r2plus1d_matches_r3d_parameters():
