@@ -202,24 +202,24 @@ def run_keras(model, inputs):
     return outputs.pop("__logits__"), outputs
 
 
-def verify_against_reference(model, state, crop_size=None, batch_size=1, seed=0, compare_head=True):
-    """Runs the PyTorchVideo reference with ``state`` and compares it to ``model``.
+def build_reference_for(model, state, compare_head=True):
+    """Builds the PyTorchVideo twin of ``model`` holding ``state``.
 
     Args:
-        model: converted Keras classifier (weights already loaded from ``state``).
-        state: PySlowFast-named numpy state dict (torch layouts), e.g. from
-            ``checkpoints.read_checkpoint``.
-        crop_size: int, clip side; defaults to the model's train crop (224 for the presets).
-        batch_size: int.
-        seed: int, clip seed.
-        compare_head: bool, False when the Keras head was not converted (fine-tuning).
+        model: Keras classifier.
+        state: PySlowFast-named numpy state dict (torch layouts).
+        compare_head: bool, False to leave the PTV head at init (Keras head not converted).
 
     Returns:
-        ParityReport, or None when PyTorchVideo has no equivalent model.
+        ``(reference, arch)``, or ``(None, None)`` when PyTorchVideo has no equivalent model.
     """
     arch = reference_arch_for(model)
     if arch is None:
-        return None
+        return None, None
+    if not compare_head:
+        head = state.get(name_maps.HEAD_WEIGHT)
+        if head is not None:
+            arch = dataclasses.replace(arch, num_classes=int(head.shape[0]))
     reference = torch_reference.build_ptv_model(arch)
     ptv_state = pyslowfast_state_to_ptv(
         {k: v for k, v in state.items() if compare_head or not k.startswith("head.")}, arch
@@ -233,8 +233,32 @@ def verify_against_reference(model, state, crop_size=None, batch_size=1, seed=0,
             f"The PyTorchVideo reference did not take the state: missing={missing[:10]}, "
             f"unexpected={unexpected[:10]}"
         )
-    crop_size = crop_size or model.train_crop_size
-    inputs = random_clip(model, crop_size, batch_size, seed)
+    return reference, arch
+
+
+def verify_against_reference(
+    model, state, crop_size=None, batch_size=1, seed=0, compare_head=True, inputs=None
+):
+    """Runs the PyTorchVideo reference with ``state`` and compares it to ``model``.
+
+    Args:
+        model: converted Keras classifier (weights already loaded from ``state``).
+        state: PySlowFast-named numpy state dict (torch layouts), e.g. from
+            ``checkpoints.read_checkpoint``.
+        crop_size: int, clip side; defaults to the model's train crop (224 for the presets).
+        batch_size: int.
+        seed: int, clip seed.
+        compare_head: bool, False when the Keras head was not converted (fine-tuning).
+        inputs: optional Keras input dict to use instead of a random clip.
+
+    Returns:
+        ParityReport, or None when PyTorchVideo has no equivalent model.
+    """
+    reference, arch = build_reference_for(model, state, compare_head)
+    if reference is None:
+        return None
+    if inputs is None:
+        inputs = random_clip(model, crop_size or model.train_crop_size, batch_size, seed)
     ref_logits, ref_endpoints = torch_reference.run_reference(reference, inputs, arch)
     keras_logits, keras_endpoints = run_keras(model, inputs)
     return compare_outputs(keras_logits, keras_endpoints, ref_logits, ref_endpoints, compare_head)

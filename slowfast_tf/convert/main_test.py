@@ -1,0 +1,120 @@
+"""``python -m slowfast_tf.convert``: conversion, --verify report, fine-tuning head, errors.
+
+Uses a narrow (width 16) SlowFast R50 8x8 at a 64x64 crop so the CLI, the PTV reference and
+the verify report all run in seconds.
+"""
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from slowfast_tf.convert import __main__ as cli
+from slowfast_tf.convert import (
+    checkpoints,
+    keras_to_pyslowfast_state,
+    parity_fixtures,
+    torch_reference,
+)
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None or importlib.util.find_spec("pytorchvideo") is None,
+    reason="CLI tests build PyTorchVideo checkpoints (dev extra)",
+)
+
+NARROW = ["--override", "width=16", "--override", "train_crop_size=64"]
+
+
+@pytest.fixture(scope="module")
+def ptv_checkpoint(tmp_path_factory):
+    arch = torch_reference.ReferenceArch(width=16, head_pool_hw=2)
+    rng = np.random.default_rng(0)
+    inputs = {
+        "slow": rng.standard_normal((1, 8, 64, 64, 3), np.float32),
+        "fast": rng.standard_normal((1, 32, 64, 64, 3), np.float32),
+    }
+    model = parity_fixtures.make_reference(arch, inputs, seed=4)
+    path = str(tmp_path_factory.mktemp("ckpt") / "SLOWFAST_8x8_R50_narrow.pyth")
+    return parity_fixtures.write_ptv_checkpoint(model, path)
+
+
+def test_convert_and_verify(ptv_checkpoint, tmp_path, capsys):
+    out = str(tmp_path / "sf.weights.h5")
+    argv = ["--from", "pytorchvideo", ptv_checkpoint, "--preset", "slowfast_r50_8x8"]
+    assert cli.main(argv + ["--out", out, "--verify"] + NARROW) == 0
+    printed = capsys.readouterr().out
+    assert "checkpoint classes: 400" in printed
+    assert "Converted 552 tensors" in printed and "ignored 110" in printed
+    for name in ("slow_stem", "fast_stem", "slow_res2", "fast_res4", "slow_res5", "logits"):
+        assert f"\n{name} " in printed, name
+    assert "top-1 agreement: 100%; identical top-5: True" in printed
+    assert "Parity OK" in printed
+    # The weights file holds exactly the checkpoint's tensors (BN statistics included).
+    from slowfast_tf.models import build_model
+
+    fresh = build_model("slowfast_r50_8x8", num_classes=400, width=16, train_crop_size=64)
+    fresh.load_weights(out)
+    saved = keras_to_pyslowfast_state(fresh)
+    expected, _, _ = checkpoints.read_checkpoint(ptv_checkpoint, "pytorchvideo")
+    assert saved.keys() == expected.keys()
+    for name, value in expected.items():
+        np.testing.assert_array_equal(saved[name], value, err_msg=name)
+
+
+def test_num_classes_drops_the_head(ptv_checkpoint, tmp_path, capsys):
+    out = str(tmp_path / "ft.weights.h5")
+    argv = ["--from", "pytorchvideo", ptv_checkpoint, "--preset", "slowfast_r50_8x8", "--out", out]
+    assert cli.main(argv + ["--num-classes", "10", "--verify"] + NARROW) == 0
+    printed = capsys.readouterr().out
+    assert "Checkpoint head has 400 classes, model has 10" in printed
+    assert "left at its initialisation" in printed
+    assert "logits: not compared" in printed and "Parity OK" in printed
+    assert os.path.exists(out)
+
+
+def test_mismatched_architecture_lists_shapes(tmp_path, capsys):
+    # A 4x16 checkpoint (fusion kernel 5, stride 8) into the 8x8 preset (kernel 7).
+    arch = torch_reference.ReferenceArch(
+        width=16, alpha=8, fusion_kernel=5, slow_frames=4, head_pool_hw=2
+    )
+    path = parity_fixtures.write_ptv_checkpoint(
+        torch_reference.build_ptv_model(arch), str(tmp_path / "4x16.pyth")
+    )
+    out = str(tmp_path / "x.weights.h5")
+    argv = ["--from", "pytorchvideo", path, "--preset", "slowfast_r50_8x8", "--out", out]
+    assert cli.main(argv + NARROW) == 2
+    err = capsys.readouterr().err
+    assert "shape mismatches (checkpoint, in Keras layout -> Keras) (4)" in err
+    assert "s1_fuse.conv_f2s.weight (4, 2, 5, 1, 1)" in err
+    assert "(5, 1, 1, 2, 4) vs (7, 1, 1, 2, 4)" in err
+    assert not os.path.exists(out)
+
+
+def test_bad_arguments_fail_with_one_message(ptv_checkpoint, tmp_path, capsys):
+    base = ["--from", "pytorchvideo", ptv_checkpoint]
+    assert cli.main(base + ["--preset", "slowfast_r50_8x8", "--out", str(tmp_path / "w.h5")]) == 2
+    assert "--out must end with '.weights.h5'" in capsys.readouterr().err
+    out = str(tmp_path / "w.weights.h5")
+    assert cli.main(base + ["--preset", "slowfast_r9_8x8", "--out", out]) == 2
+    assert "slowfast_r9_8x8" in capsys.readouterr().err
+    assert cli.main(base + ["--preset", "slowfast_r50_8x8", "--out", out, "--override", "x"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_module_entry_point_reports_corrupted_file(tmp_path):
+    bad = tmp_path / "SLOWFAST_8x8_R50.pyth"
+    bad.write_bytes(b"PK\x03\x04 truncated download")
+    result = subprocess.run(
+        [sys.executable, "-m", "slowfast_tf.convert", "--from", "pytorchvideo", str(bad)]
+        + ["--preset", "slowfast_r50_8x8", "--out", str(tmp_path / "w.weights.h5")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    assert str(bad) in lines[0] and "not a readable PyTorch checkpoint" in lines[0]
