@@ -25,6 +25,8 @@ def detect_format(path: str) -> str:
 
 
 def load_items(args: argparse.Namespace):
+    if not os.path.exists(args.input):
+        raise ValueError(f"--input does not exist. Received: input={args.input!r}")
     fmt = detect_format(args.input) if args.input_format == "auto" else args.input_format
     if fmt == "kinetics":
         root = args.video_root or os.path.dirname(os.path.abspath(args.input))

@@ -172,17 +172,15 @@ def uniform_crop(frames: tf.Tensor, size: int, spatial_idx: tf.Tensor | int) -> 
     shape = tf.shape(frames)
     h, w = shape[1], shape[2]
     _check_min_size(h, w, size)
-    spatial_idx = tf.cast(spatial_idx, tf.int32)
-    center_y = (h - size + 1) // 2
-    center_x = (w - size + 1) // 2
-    moved = tf.stack([0, -1, 1])[tf.clip_by_value(spatial_idx, 0, 2)]  # 0 start, 1 end, -1 centre
+    spatial_idx = tf.clip_by_value(tf.cast(spatial_idx, tf.int32), 0, 2)
 
-    def offset(length, center):
-        return tf.where(moved == 0, 0, tf.where(moved == 1, length - size, center))
+    def offset(length):
+        # 0: start, 1: centre (ceil((L - size) / 2) like the reference), 2: end.
+        return tf.gather(tf.stack([0, (length - size + 1) // 2, length - size]), spatial_idx)
 
     tall = h > w
-    y = tf.where(tall, offset(h, center_y), center_y)
-    x = tf.where(tall, center_x, offset(w, center_x))
+    y = tf.where(tall, offset(h), (h - size + 1) // 2)
+    x = tf.where(tall, (w - size + 1) // 2, offset(w))
     return frames[:, y : y + size, x : x + size, :]
 
 
