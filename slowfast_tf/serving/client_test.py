@@ -136,7 +136,14 @@ def test_server_errors_reach_the_caller(servers):
         with pytest.raises(grpc.RpcError) as info:
             stub.Predict(request)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert "to be uint8 but float32 is provided" in info.value.details()
+        assert "Expects arg[0] to be uint8 but float is provided" in info.value.details()
+        request = tfserving.predict_request(
+            MODEL_NAME, {"frames": np.zeros((1, 8, 72, 72, 4), np.uint8)}
+        )
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Predict(request)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "not compatible with expected shape [?,?,?,?,3]" in info.value.details()
     clip = np.zeros((1, 8, 72, 72, 3), np.uint8)
     with pytest.raises(RuntimeError, match="NOT_FOUND"):
         client.predict_grpc(clip, grpc_addr, "no_such_model")

@@ -11,8 +11,9 @@ Debian), so this module reproduces the part of it that matters for our export:
 * `serve_rest` answers `POST /v1/models/<name>[/versions/<v>]:predict` in the REST JSON API's
   columnar (`inputs` -> `outputs`) and row (`instances` -> `predictions`) formats.
 
-Input checks mirror what TF Serving rejects with `INVALID_ARGUMENT`: unknown signature or input
-keys, a dtype that differs from the SignatureDef, a shape incompatible with it.
+Like TF Serving, only the signature name and input keys are checked in Python; tensors go to
+`Session::Run` unchanged, so a dtype that differs from the SignatureDef is rejected by the runtime
+(`Expects arg[0] to be uint8 but float is provided`) and shapes are left to the graph's own checks.
 """
 
 from __future__ import annotations
@@ -77,43 +78,51 @@ class SessionRunner:
     ) -> dict[str, np.ndarray]:
         """Feeds `inputs` by SignatureDef tensor name and fetches the (filtered) outputs.
 
+        Like the C++ server, nothing is checked in Python beyond the input keys: the tensors go
+        to `Session::Run` as they are, so a wrong dtype is rejected by the runtime and a wrong
+        shape by the graph's own checks (TF Serving does no shape validation).
+
         Raises:
-            PredictError: on unknown keys, wrong dtype or shape, or a failing in-graph check.
+            PredictError: on unknown keys or any error raised while running the graph.
         """
         sig = self._signature(signature_name)
-        if set(inputs) != set(sig.inputs):
+        missing = sorted(set(sig.inputs) - set(inputs))
+        extra = sorted(set(inputs) - set(sig.inputs))
+        if missing or extra:
             raise PredictError(
-                f"Signature '{signature_name}' expects inputs {sorted(sig.inputs)}. "
-                f"Received: {sorted(inputs)}"
+                f"input size does not match signature '{signature_name}': expects inputs "
+                f"{sorted(sig.inputs)}. Sent extra: {extra}. Missing but required: {missing}."
             )
-        feed = {}
-        for key, value in inputs.items():
-            dtype, shape = _dtype_and_shape(sig.inputs[key])
-            value = np.asarray(value)
-            got = tf.as_dtype(value.dtype) if value.dtype.kind not in "SUO" else tf.string
-            if got != dtype:
-                raise PredictError(
-                    f"Expects arg '{key}' to be {dtype.name} but {got.name} is provided"
-                )
-            if shape is not None and not tf.TensorShape(shape).is_compatible_with(value.shape):
-                raise PredictError(
-                    f"Input '{key}' of signature '{signature_name}' must have shape "
-                    f"{_shape_str(shape)}. Received: shape={list(value.shape)}"
-                )
-            feed[sig.inputs[key].name] = value
         names = list(output_filter) or list(sig.outputs)
         unknown = sorted(set(names) - set(sig.outputs))
         if unknown:
-            raise PredictError(f"output_filter has unknown outputs {unknown}")
-        fetches = {k: sig.outputs[k].name for k in names}
+            raise PredictError(f"output tensor alias not found in signature: {unknown}")
+        feeds = {
+            self._tensor(sig.inputs[k].name)._as_tf_output(): _as_feed(v)
+            for k, v in inputs.items()
+        }
+        fetches = [self._tensor(sig.outputs[k].name)._as_tf_output() for k in names]
         try:
             with self._lock:
-                return self.session.run(fetches, feed_dict=feed)
+                # The raw C API call: `Session.run` would check shapes against the placeholder
+                # and silently cast dtypes in Python, which the C++ server does not do.
+                values = self.session._call_tf_sessionrun(None, feeds, fetches, [], None)
         except tf.errors.OpError as e:
             raise PredictError(e.message, code=_grpc_code_name(e)) from e
+        return dict(zip(names, values))
+
+    def _tensor(self, name: str) -> tf.Tensor:
+        return self.graph.get_tensor_by_name(name)
 
     def close(self):
         self.session.close()
+
+
+def _as_feed(value) -> np.ndarray:
+    value = np.asarray(value)
+    if value.dtype.kind in "SU":  # numpy fixed-width strings -> bytes objects, as a TensorProto has
+        value = value.astype(object)
+    return value
 
 
 def _dtype_and_shape(tensor_info):
@@ -121,10 +130,6 @@ def _dtype_and_shape(tensor_info):
     if tensor_info.tensor_shape.unknown_rank:
         return dtype, None
     return dtype, [d.size if d.size >= 0 else None for d in tensor_info.tensor_shape.dim]
-
-
-def _shape_str(shape):
-    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
 def _grpc_code_name(error: tf.errors.OpError) -> str:

@@ -223,7 +223,10 @@ def build_serving_module(
         autograph=False,
     )
     def serve_frames(frames):
-        # A run-time check: the static signature only fixes the rank and the channel count.
+        # TF Serving does not check request shapes against the SignatureDef (it feeds the tensor
+        # as is), so the graph checks them at run time with messages that name the contract.
+        # EnsureShape is a real op (not folded away by the static [?, ?, ?, ?, 3] signature).
+        frames = tf.ensure_shape(frames, [None, None, None, None, 3], name="check_frames_shape")
         check = tf.debugging.assert_positive(
             tf.shape(frames)[1:4],
             message="`frames` must be uint8 [batch, T, H, W, 3] with T, H, W >= 1",
