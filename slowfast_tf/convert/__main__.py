@@ -15,6 +15,7 @@ scale. Errors (unreadable file, unmatched tensors) print one message and exit wi
 import argparse
 import ast
 import os
+import re
 import sys
 import time
 
@@ -55,6 +56,15 @@ def _parser():
         "literal). Only for checkpoints whose architecture differs from the preset.",
     )
     parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="source tensors to drop on purpose (full-match regex on the checkpoint's or the "
+        "PySlowFast name, repeatable), e.g. extra blobs of an unusual Caffe2 file. They are "
+        "listed as ignored; everything else must still match.",
+    )
+    parser.add_argument(
         "--verify", action="store_true", help="compare against the PyTorchVideo reference"
     )
     parser.add_argument(
@@ -83,6 +93,21 @@ def _parse_overrides(items):
     return overrides
 
 
+def _apply_skips(patterns, state, unmapped, ignored):
+    """Moves tensors whose name full-matches one of ``patterns`` to ``ignored``."""
+    regexes = [re.compile(p) for p in patterns]
+
+    def skip(name):
+        return any(r.fullmatch(name) for r in regexes)
+
+    ignored = list(ignored) + [n for n in unmapped if skip(n)] + [n for n in state if skip(n)]
+    return (
+        {n: v for n, v in state.items() if not skip(n)},
+        [n for n in unmapped if not skip(n)],
+        ignored,
+    )
+
+
 def _fail(message):
     print(f"error: {message}", file=sys.stderr)
     return _EXIT_ERROR
@@ -98,6 +123,7 @@ def convert(args):
     started = time.time()
     # Read the checkpoint before importing TensorFlow: a bad file fails in a second.
     state, unmapped, ignored = checkpoints.read_checkpoint(args.checkpoint, args.source)
+    state, unmapped, ignored = _apply_skips(args.skip, state, unmapped, ignored)
     head = state.get(name_maps.HEAD_WEIGHT)
     ckpt_classes = None if head is None else int(head.shape[0])
     num_classes = args.num_classes or ckpt_classes or 400
@@ -117,6 +143,7 @@ def convert(args):
         unmapped=unmapped,
         ignored=ignored,
         allow_head_mismatch=args.num_classes is not None,
+        progress=sys.stderr.isatty(),
     )
     print(report)
     out_dir = os.path.dirname(os.path.abspath(args.out))
@@ -160,7 +187,7 @@ def main(argv=None):
         return convert(args)
     except (checkpoints.CheckpointError, checkpoints.ConversionError, ImportError) as e:
         return _fail(str(e))
-    except ValueError as e:  # e.g. an unknown preset name
+    except (ValueError, re.error) as e:  # e.g. an unknown preset name, a bad --skip regex
         return _fail(str(e))
 
 

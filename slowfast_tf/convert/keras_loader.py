@@ -12,6 +12,7 @@ import dataclasses
 import re
 
 import numpy as np
+import tqdm
 
 from slowfast_tf.convert import checkpoints, name_maps
 from slowfast_tf.convert.checkpoints import ConversionError
@@ -118,7 +119,14 @@ def _format_error(unmapped, unassigned, mismatches, hint):
 
 
 def load_pyslowfast_state_into(
-    model, state, *, source="pyslowfast", unmapped=(), ignored=(), allow_head_mismatch=False
+    model,
+    state,
+    *,
+    source="pyslowfast",
+    unmapped=(),
+    ignored=(),
+    allow_head_mismatch=False,
+    progress=False,
 ):
     """Writes a PySlowFast-named torch-layout state dict into ``model``.
 
@@ -134,6 +142,7 @@ def load_pyslowfast_state_into(
         allow_head_mismatch: bool. When the checkpoint's class count differs from the
             model's, leave ``head_projection`` at its initialisation (fine-tuning) instead of
             failing.
+        progress: bool, show a tqdm bar while assigning.
 
     Returns:
         ConversionReport.
@@ -206,7 +215,9 @@ def load_pyslowfast_state_into(
             )
         raise ConversionError(_format_error(sorted(unmapped), unassigned, mismatches, hint))
 
-    for variable, array in plan:
+    for variable, array in tqdm.tqdm(
+        plan, desc="Assigning weights", unit="tensor", disable=not progress, leave=False
+    ):
         variable.assign(array.astype(variable.dtype))
         report.num_tensors += 1
         report.num_values += int(array.size)

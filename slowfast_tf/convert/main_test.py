@@ -118,3 +118,14 @@ def test_module_entry_point_reports_corrupted_file(tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, result.stderr
     assert str(bad) in lines[0] and "not a readable PyTorch checkpoint" in lines[0]
+
+
+def test_skip_moves_matching_names_to_ignored():
+    state = {"s1.pathway0_stem.conv.weight": 1, "head.projection.weight": 2}
+    unmapped = ["extra_blob_w", "other"]
+    state, unmapped, ignored = cli._apply_skips(
+        ["extra_.*", r"head\.projection\..*"], state, unmapped, ["lr"]
+    )
+    assert state == {"s1.pathway0_stem.conv.weight": 1}
+    assert unmapped == ["other"]
+    assert ignored == ["lr", "extra_blob_w", "head.projection.weight"]
