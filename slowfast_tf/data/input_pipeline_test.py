@@ -10,6 +10,9 @@ from slowfast_tf.data import (
     build_dataset,
     get_data_config,
     make_distributed_dataset,
+    parse_sequence_example,
+    preprocess_test_view,
+    preprocess_train,
 )
 from slowfast_tf.data.testing import fake_video_record, frame_index_of, write_records
 
@@ -160,3 +163,21 @@ def test_presets_follow_model_names():
     assert get_data_config("slowfast_8x8", num_classes=10).num_classes == 10
     with pytest.raises(ValueError, match="Unknown data preset"):
         get_data_config("x3d_m")
+
+
+def test_preprocess_ops_eager_equals_dataset_map():
+    record = fake_video_record(30, 36, 48, (2,))
+    seed = tf.constant([5, 6])
+
+    def train_fn(serialized):
+        return preprocess_train(parse_sequence_example(serialized), CONFIG, seed=seed)
+
+    def test_fn(serialized):
+        return preprocess_test_view(parse_sequence_example(serialized), 4, CONFIG)
+
+    for fn, crop in ((train_fn, 24), (test_fn, 32)):
+        eager = fn(tf.constant(record))
+        mapped = next(iter(tf.data.Dataset.from_tensors(record).map(fn)))
+        assert eager[0]["fast"].shape == (8, crop, crop, 3) and int(eager[1]) == 2
+        np.testing.assert_allclose(eager[0]["fast"], mapped[0]["fast"], atol=1e-5)
+        np.testing.assert_array_equal(eager[0]["slow"], mapped[0]["slow"])
