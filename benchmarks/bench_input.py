@@ -43,7 +43,9 @@ def prepare(work: str, size: int, seconds: float, per_class: int) -> tuple[str, 
     if not os.path.exists(os.path.join(records, "manifest.json")):
         cli.main(["convert", "--input", os.path.join(data, "train.csv"), "--path-prefix", data,
                   "--split", "train", "--out", records, "--classes",
-                  os.path.join(data, "classes.txt"), "--short-side", "0", "--workers", "2"])
+                  os.path.join(data, "classes.txt"), "--short-side", "0",
+                  # In-process: spawned workers would re-import this script and TensorFlow.
+                  "--workers", "0"])
     return data, records
 
 
