@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import sys
 import urllib.error
 import urllib.request
@@ -26,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tqdm import tqdm
 
 from slowfast_tf.data import make_sequence_example, transforms
 
@@ -33,19 +35,24 @@ FRAMES_KEY = "frames"
 EXAMPLES_KEY = "examples"
 
 
-def decode_video(path: str, resize_short_side: int = 0) -> tuple[np.ndarray, float]:
-    """Decodes all frames of the first video stream to RGB uint8.
+def decode_video(
+    path: str, resize_short_side: int = 0, max_frames: int | None = None
+) -> tuple[np.ndarray, float]:
+    """Decodes the first video stream to RGB uint8.
 
     Args:
         path: video file readable by FFmpeg.
         resize_short_side: if > 0, scale each frame so its short side has this length (bilinear
             swscale, aspect ratio kept, as ffmpeg's `scale` filter used to pre-resize Kinetics).
+        max_frames: stop after this many frames (None: the whole video).
 
     Returns:
         `(frames uint8 [N, H, W, 3], fps)`.
     """
     if resize_short_side < 0:
         raise ValueError(f"`resize_short_side` must be >= 0. Received: {resize_short_side}")
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"`max_frames` must be >= 1 or None. Received: max_frames={max_frames}")
     frames = []
     with av.open(path) as container:
         if not container.streams.video:
@@ -53,7 +60,14 @@ def decode_video(path: str, resize_short_side: int = 0) -> tuple[np.ndarray, flo
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         fps = float(stream.average_rate or stream.guessed_rate or 30)
-        for frame in container.decode(stream):
+        total = min(x for x in (stream.frames or None, max_frames, float("inf")) if x)
+        progress = tqdm(
+            container.decode(stream), total=None if total == float("inf") else total,
+            desc="decode", unit="frame", leave=False, disable=not sys.stderr.isatty(),
+        )
+        for frame in progress:
+            if max_frames is not None and len(frames) >= max_frames:
+                break
             if resize_short_side:
                 h, w = frame.height, frame.width
                 scale = resize_short_side / min(h, w)
@@ -217,6 +231,20 @@ def predict_rest(
     return {k: np.asarray(v) for k, v in outputs.items()}
 
 
+def _probe_fps(path: str) -> float:
+    with av.open(path) as container:
+        if not container.streams.video:
+            raise ValueError(f"No video stream in file. Received: path={path!r}")
+        stream = container.streams.video[0]
+        return float(stream.average_rate or stream.guessed_rate or 30)
+
+
+def _window_frames(fps: float, num_frames: int, sampling_rate: int, target_fps: float) -> int:
+    """Native frames covered by one clip window (`ceil` of the data layer's clip size)."""
+    size = float(transforms.clip_size_in_frames(fps, num_frames, sampling_rate, target_fps))
+    return max(1, math.ceil(size))
+
+
 def load_clip(
     video: str,
     num_frames: int = 32,
@@ -225,8 +253,15 @@ def load_clip(
     resize_short_side: int = 256,
     position: str = "start",
 ) -> np.ndarray:
-    """Decodes `video` and returns one clip as uint8 `[1, num_frames, H, W, 3]`."""
-    frames, fps = decode_video(video, resize_short_side)
+    """Decodes `video` and returns one clip as uint8 `[1, num_frames, H, W, 3]`.
+
+    With `position="start"` only the frames of the first window are decoded.
+    """
+    max_frames = None
+    if position == "start":
+        fps = _probe_fps(video)
+        max_frames = _window_frames(fps, num_frames, sampling_rate, target_fps)
+    frames, fps = decode_video(video, resize_short_side, max_frames)
     idx = clip_indices(len(frames), fps, num_frames, sampling_rate, target_fps, position)
     return frames[idx][None]
 
@@ -254,15 +289,20 @@ def classify(
     resize_short_side: int = 256,
     position: str = "start",
     timeout: float = 60.0,
+    max_frames: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Decode, sample and send one video; what the command line runs.
 
-    `serving_default` sends the sampled clip; `serve_examples` sends the whole (resized) video as
-    a SequenceExample and lets the server cut the clip (its window always starts at 0).
+    `serving_default` sends the sampled clip; `serve_examples` sends the whole (resized) video,
+    or its first `max_frames` frames, as a SequenceExample and lets the server cut the clip (its
+    window always starts at frame 0).
     """
     predict = predict_rest if rest else predict_grpc
     if signature_name == "serve_examples":
-        frames, fps = decode_video(video, resize_short_side)
+        # The server samples with the model's own sampling rate, which the client does not know,
+        # so it gets the whole video unless `max_frames` caps it (the server's window starts at
+        # frame 0: a cap that covers the window changes nothing).
+        frames, fps = decode_video(video, resize_short_side, max_frames)
         return predict(frames[None], server, model_name, signature_name, timeout, fps=fps)
     clip = load_clip(video, num_frames, sampling_rate, target_fps, resize_short_side, position)
     return predict(clip, server, model_name, signature_name, timeout)
@@ -293,6 +333,11 @@ def define_flags(flag_values=flags.FLAGS):
         "resize_short_side", 256, "Client-side downsizing while decoding; 0 = full size.", **fv
     )
     flags.DEFINE_float("timeout", 60.0, "Request timeout in seconds.", **fv)
+    flags.DEFINE_integer(
+        "max_frames", None,
+        "serve_examples only: send the first N frames instead of the whole video. N must cover "
+        "the model's window (sampling_rate * num_frames * fps / 30, 64 at 30 fps for 8x8).", **fv,
+    )
     flags.mark_flag_as_required("video", flag_values=flag_values)
 
 
@@ -303,6 +348,7 @@ def main(argv, flag_values=flags.FLAGS):
         outputs = classify(
             f.video, f.server, f.rest, f.model_name, f.signature_name, f.num_frames,
             f.sampling_rate, f.target_fps, f.resize_short_side, f.clip_position, f.timeout,
+            f.max_frames,
         )
     except (RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

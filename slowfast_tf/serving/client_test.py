@@ -74,6 +74,12 @@ def test_decode_video(video_path):
     assert frames[10, 35:55, 25:45].mean() > 200 and frames[10, 35:55, 70:90].mean() < 200
     clip = client.load_clip(video_path, num_frames=8, sampling_rate=2, resize_short_side=72)
     assert clip.shape == (1, 8, 72, 96, 3)
+    # load_clip stops decoding after the first window; the clip is the same as from all frames.
+    every, _ = client.decode_video(video_path, resize_short_side=72)
+    np.testing.assert_array_equal(clip[0], every[client.clip_indices(45, 30.0, 8, 2)])
+    assert len(client.decode_video(video_path, max_frames=10)[0]) == 10
+    centered = client.load_clip(video_path, 8, 2, resize_short_side=72, position="center")
+    np.testing.assert_array_equal(centered[0], every[[14, 16, 18, 20, 23, 25, 27, 29]])
 
 
 def test_grpc_and_rest_match_the_session(video_path, servers, session_runner):
@@ -101,6 +107,11 @@ def test_serve_examples_agrees_with_frames(video_path, servers):
     np.testing.assert_allclose(
         examples_rest["probabilities"], examples["probabilities"], rtol=1e-6, atol=1e-7
     )
+    # Sending only the first window (16 frames) instead of all 45 changes nothing.
+    capped = client.classify(
+        video_path, grpc_addr, signature_name="serve_examples", max_frames=16, **kwargs
+    )
+    np.testing.assert_allclose(capped["probabilities"], examples["probabilities"], rtol=1e-6)
     # Same clip through serving_default after the same JPEG round trip: equal up to float noise.
     clip = client.load_clip(video_path, num_frames=8, sampling_rate=2, resize_short_side=72)
     jpeg = np.stack([tf.io.decode_jpeg(tf.io.encode_jpeg(f, quality=95)).numpy() for f in clip[0]])
