@@ -1,7 +1,8 @@
 """``tools/convert_pytorchvideo_slowfast.py``: the keras-hub-style conversion check script.
 
-Runs in a subprocess (absl flags are process-global). The narrow run is ``slow``; the
-full-size 224x224 R50 runs are ``large`` (``--run-large``).
+Runs in a subprocess (absl flags are process-global). All runs are ``large`` (``--run-large``):
+the same parity path is covered in CI by ``slowfast_tf/convert/main_test.py`` (--verify) and
+``parity_test.py``. Full size at 224x224: ~45 s CPU per preset.
 """
 
 import importlib.util
@@ -37,7 +38,7 @@ def _check_report(out, pathways):
     assert "PASS: relative logit difference" in out
 
 
-@pytest.mark.slow
+@pytest.mark.large
 def test_tool_narrow_slowfast_with_weights_output(tmp_path):
     out_path = str(tmp_path / "narrow.weights.h5")
     code, out = _run(

@@ -7,7 +7,8 @@ compares logits and every per-stage endpoint on random clips.
 
 Cost control (2 CPU cores): clips are 64x64 with the head pool sized for a 1x1 grid (the same
 head arithmetic as 224 with a 7x7 pool). The narrow cases (width 16: all weights of the R50
-layout, 1/16 of the channels) run by default; the full-width R50 cases are marked slow.
+layout, 1/16 of the channels) run by default; the full-width SlowFast R50 8x8 is ``slow`` and the
+full-width 4x16 / Slow-only cases are ``large``.
 """
 
 import importlib.util
@@ -84,7 +85,7 @@ def test_parity_full_width_slowfast_r50_8x8(tmp_path):
     _run_case(tmp_path, "slowfast_r50_8x8", width=64, batch_size=1)
 
 
-@pytest.mark.slow
+@pytest.mark.large
 @pytest.mark.parametrize("preset", ["slowfast_r50_4x16", "slow_r50_8x8"])
 def test_parity_full_width_r50_variants(tmp_path, preset):
     _run_case(tmp_path, preset, width=64, batch_size=1, formats=("pytorchvideo",))
