@@ -6,9 +6,12 @@ Regenerate (only after an intentional numerics change) with:
 """
 
 import os
+import subprocess
+import sys
 import zlib
 
 import numpy as np
+import pytest
 
 from slowfast_tf.models.slowfast.slowfast_presets import build_model
 
@@ -48,23 +51,57 @@ def _inputs(frames_uint8):
     return {"slow": slow, "fast": fast}
 
 
-def _run():
+def _run(compiled=False):
     model = build_model("slowfast_nln_r50_8x8", num_classes=5, **CONFIG)
     _deterministic_weights(model)
     frames = np.random.default_rng(0).integers(0, 256, size=(1, 8, 32, 32, 3), dtype=np.uint8)
     inputs = _inputs(frames)
-    logits = np.asarray(model(inputs, training=False))
-    endpoint = np.asarray(model.backbone(inputs, training=False)["slow_res4"])
+    if compiled:  # one jit-compiled program instead of op-by-op dispatch (JAX eager is slow)
+        logits = model.predict(inputs, verbose=0)
+        endpoint = model.backbone.predict(inputs, verbose=0)["slow_res4"]
+    else:
+        logits = np.asarray(model(inputs, training=False))
+        endpoint = np.asarray(model.backbone(inputs, training=False)["slow_res4"])
     return frames, logits, endpoint
 
 
-def test_golden_outputs():
+def _check(compiled=False):
     golden = np.load(GOLDEN_PATH)
-    frames, logits, endpoint = _run()
+    frames, logits, endpoint = _run(compiled)
     np.testing.assert_array_equal(frames, golden["frames"])
     np.testing.assert_allclose(endpoint, golden["slow_res4"], rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(logits, golden["logits"], rtol=1e-3, atol=1e-4)
     assert np.abs(golden["logits"]).max() > 1e-2  # the golden values are not trivially ~0
+
+
+def test_golden_outputs():
+    _check()
+
+
+@pytest.mark.slow
+def test_golden_outputs_jax_backend():
+    """The same model on the JAX backend reproduces the TF golden values (backend-free code)."""
+    pytest.importorskip("jax")
+    # JAX compiles every initializer op per variable shape (~200 s for this model on 2 cores);
+    # the weights are overwritten deterministically anyway, so initializers return numpy zeros.
+    code = (
+        "import numpy as np, keras\n"
+        "assert keras.backend.backend() == 'jax'\n"
+        "def _zeros(self, shape, dtype=None):\n"
+        "    return np.zeros(shape, keras.backend.standardize_dtype(dtype or 'float32'))\n"
+        "for c in (keras.initializers.VarianceScaling, keras.initializers.RandomNormal,\n"
+        "          keras.initializers.Zeros, keras.initializers.Ones):\n"
+        "    c.__call__ = _zeros\n"
+        "from slowfast_tf.models.slowfast.slowfast_golden_test import _check\n"
+        "_check(compiled=True)\n"
+        "print('jax golden ok')\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "jax golden ok" in result.stdout
 
 
 if __name__ == "__main__":
