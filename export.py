@@ -27,99 +27,142 @@ from absl import app, flags, logging  # noqa: E402
 from slowfast_tf.data import get_data_config  # noqa: E402
 from slowfast_tf.serving import export_lib, signatures  # noqa: E402
 
-FLAGS = flags.FLAGS
 
-flags.DEFINE_string("preset", None, "Model preset name (slowfast_tf.models.list_presets()).")
-flags.DEFINE_integer("num_classes", 400, "Number of classes of the preset's head.")
-flags.DEFINE_string("weights", None, "Weights for the preset (.weights.h5 or a .keras file).")
-flags.DEFINE_string("model_file", None, "A whole saved model (.keras) instead of --preset.")
-flags.DEFINE_string("labels_file", None, "One class name per line; default: the class ids.")
-flags.DEFINE_string("export_base", None, "Model repository root (mounted at /models in Docker).")
-flags.DEFINE_string("model_name", "slowfast", "Name clients use (ModelSpec.name, /v1/models/..).")
-flags.DEFINE_integer("version", 0, "Version number; 0 = max(existing) + 1.")
-flags.DEFINE_integer("num_frames", None, "Clip length before packing; default: from the model.")
-flags.DEFINE_integer("alpha", None, "Fast/slow frame ratio; default: from the model.")
-flags.DEFINE_integer("short_side", 256, "Test-time short side (PySlowFast TEST_CROP_SIZE).")
-flags.DEFINE_integer("crop_size", 256, "Center-crop size.")
-flags.DEFINE_integer("top_k", 5, "Number of top_k_ids / top_k_labels.")
-flags.DEFINE_string(
-    "data_preset", None,
-    "slowfast_tf.data preset giving sampling_rate / target_fps / mean / std for serve_examples; "
-    "default: derived from --preset (e.g. slowfast_r50_8x8 -> slowfast_8x8), else Kinetics.",
-)
-flags.DEFINE_string(
-    "serving_base_path", None,
-    "base_path in models.config as the server sees it; default: the local absolute path. "
-    "With the Docker command in slowfast_tf/serving/README.md use /models/<model_name>.",
-)
-flags.DEFINE_bool("warmup", True, "Write assets.extra/tf_serving_warmup_requests.")
-flags.DEFINE_integer("max_batch_size", 8, "Server-side batching: largest merged batch.")
-flags.DEFINE_integer("batch_timeout_micros", 5000, "Server-side batching: wait for a batch.")
-flags.DEFINE_integer("num_batch_threads", 4, "Server-side batching: parallel batches.")
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Defines the export flags (at run time, not import time: train.py shares some names)."""
+    fv = {"flag_values": flag_values}
+    flags.DEFINE_string("preset", None, "Model preset (slowfast_tf.models.list_presets()).", **fv)
+    flags.DEFINE_integer("num_classes", 400, "Number of classes of the preset's head.", **fv)
+    flags.DEFINE_string("weights", None, "Weights for --preset (.weights.h5 or .keras).", **fv)
+    flags.DEFINE_string("model_file", None, "A whole saved model (.keras) instead.", **fv)
+    flags.DEFINE_string("labels_file", None, "One class name per line; default: ids.", **fv)
+    flags.DEFINE_string("export_base", None, "Model repository root (/models in Docker).", **fv)
+    flags.DEFINE_string("model_name", "slowfast", "ModelSpec.name, /v1/models/<name>.", **fv)
+    flags.DEFINE_integer("version", 0, "Version number; 0 = max(existing) + 1.", **fv)
+    flags.DEFINE_integer("num_frames", None, "Clip length before packing; default: model.", **fv)
+    flags.DEFINE_integer("alpha", None, "Fast/slow frame ratio; default: from the model.", **fv)
+    flags.DEFINE_integer(
+        "short_side", None,
+        "Test-time short side; default: the preset's test crop (SlowFast 256), 128 for R(2+1)D.",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        "crop_size", None, "Center crop; default: the preset's test crop, else 256.", **fv
+    )
+    flags.DEFINE_list("mean", None, "RGB mean in [0, 1]; default: the data preset's.", **fv)
+    flags.DEFINE_list("std", None, "RGB std in [0, 1]; default: the data preset's.", **fv)
+    flags.DEFINE_integer("top_k", 5, "Number of top_k_ids / top_k_labels.", **fv)
+    flags.DEFINE_string(
+        "data_preset", None,
+        "slowfast_tf.data preset giving sampling_rate / target_fps / mean / std for "
+        "serve_examples; default: derived from --preset (slowfast_r50_8x8 -> slowfast_8x8).",
+        **fv,
+    )
+    flags.DEFINE_string(
+        "serving_base_path", None,
+        "base_path in models.config as the server sees it; default: the local absolute path. "
+        "With the Docker command in slowfast_tf/serving/README.md use /models/<model_name>.",
+        **fv,
+    )
+    flags.DEFINE_bool("warmup", True, "Write assets.extra/tf_serving_warmup_requests.", **fv)
+    flags.DEFINE_integer("max_batch_size", 8, "Server-side batching: largest batch.", **fv)
+    flags.DEFINE_integer("batch_timeout_micros", 5000, "Batching: wait for a batch.", **fv)
+    flags.DEFINE_integer("num_batch_threads", 4, "Batching: parallel batches.", **fv)
 
 
-def load_model() -> keras.Model:
-    if bool(FLAGS.preset) == bool(FLAGS.model_file):
+def _presets():
+    """`{name: (preset, build_model)}` over both model families."""
+    from slowfast_tf.models import r2plus1d, slowfast
+
+    out = {name: (p, slowfast.build_model) for name, p in slowfast.PRESETS.items()}
+    out.update({name: (p, r2plus1d.build_model) for name, p in r2plus1d.PRESETS.items()})
+    return out
+
+
+def load_model(f: flags.FlagValues) -> keras.Model:
+    """The model named by --preset (+ --weights) or --model_file."""
+    if bool(f.preset) == bool(f.model_file):
         raise ValueError(
             "Pass exactly one of --preset or --model_file. "
-            f"Received: preset={FLAGS.preset!r}, model_file={FLAGS.model_file!r}"
+            f"Received: preset={f.preset!r}, model_file={f.model_file!r}"
         )
-    if FLAGS.model_file:
-        return keras.saving.load_model(FLAGS.model_file, compile=False)
-    from slowfast_tf.models import build_model
-
-    model = build_model(FLAGS.preset, num_classes=FLAGS.num_classes)
-    if FLAGS.weights:
-        model.load_weights(FLAGS.weights)
+    presets = _presets()  # importing both families also registers them for .keras loading
+    if f.model_file:
+        return keras.saving.load_model(f.model_file, compile=False)
+    if f.preset not in presets:
+        raise ValueError(f"Unknown preset. Valid: {sorted(presets)}. Received: preset={f.preset!r}")
+    model = presets[f.preset][1](f.preset, num_classes=f.num_classes)
+    if f.weights:
+        model.load_weights(f.weights)
     else:
         logging.warning("No --weights given: exporting randomly initialised weights.")
     return model
 
 
-def main(argv):
-    del argv
-    if not FLAGS.export_base:
-        raise ValueError("--export_base is required. Received: export_base=None")
-    model = load_model()
-    overrides = {
-        k: getattr(FLAGS, k)
-        for k in ("num_frames", "alpha", "short_side", "crop_size", "top_k")
-        if getattr(FLAGS, k) is not None
-    }
-    data_preset = FLAGS.data_preset or FLAGS.preset
+def config_overrides(f: flags.FlagValues) -> dict:
+    """ServingConfig fields from the flags, the model preset and its data preset."""
+    from slowfast_tf.models import r2plus1d
+
+    out = {}
+    preset = _presets().get(f.preset, (None, None))[0] if f.preset else None
+    if preset is not None:
+        out["crop_size"] = preset.test_crop_size
+        out["sampling_rate"] = preset.sampling_rate
+        # R(2+1)D (VMZ): frames resized to 128x171, then a 112 crop. SlowFast: short side = crop.
+        r2p1d = f.preset in r2plus1d.PRESETS
+        out["short_side"] = 128 if r2p1d else preset.test_crop_size
+        if f.preset.endswith("_torchvision"):
+            out["mean"], out["std"] = r2plus1d.TORCHVISION_MEAN, r2plus1d.TORCHVISION_STD
+    data_preset = f.data_preset or f.preset
     if data_preset:
         try:
             data = get_data_config(data_preset)
         except ValueError:
-            if FLAGS.data_preset:
+            if f.data_preset:
                 raise
-            data = None  # a preset without a data twin: keep the Kinetics defaults
+            data = None  # no data twin (e.g. R(2+1)D): keep the values above
         if data is not None:
-            overrides = {
-                "sampling_rate": data.sampling_rate, "target_fps": data.target_fps,
-                "mean": data.mean, "std": data.std, **overrides,
-            }
+            out.update(sampling_rate=data.sampling_rate, target_fps=data.target_fps,
+                       mean=data.mean, std=data.std)
+    for name in ("num_frames", "alpha", "short_side", "crop_size", "top_k"):
+        if getattr(f, name) is not None:
+            out[name] = getattr(f, name)
+    for name in ("mean", "std"):
+        if getattr(f, name) is not None:
+            out[name] = tuple(float(v) for v in getattr(f, name))
+    if "crop_size" in out and "short_side" not in out:
+        out["short_side"] = out["crop_size"]
+    return out
+
+
+def main(argv, flag_values: flags.FlagValues = flags.FLAGS):
+    del argv
+    f = flag_values
+    if not f.export_base:
+        raise ValueError("--export_base is required. Received: export_base=None")
+    model = load_model(f)
+    overrides = config_overrides(f)
     config = signatures.serving_config_from_model(model, **overrides)
     logging.info("Serving config: %s", config)
     probe = model.build_eval_model() if hasattr(model, "build_eval_model") else model
     out = probe.output
     num_classes = (out["probabilities"] if isinstance(out, dict) else out).shape[-1]
-    labels = signatures.read_labels(FLAGS.labels_file, num_classes)
+    labels = signatures.read_labels(f.labels_file, num_classes)
     result = export_lib.export_for_serving(
         model,
-        FLAGS.export_base,
-        FLAGS.model_name,
+        f.export_base,
+        f.model_name,
         config,
         labels,
-        version=FLAGS.version or None,
-        serving_base_path=FLAGS.serving_base_path,
-        warmup=FLAGS.warmup,
+        version=f.version or None,
+        serving_base_path=f.serving_base_path,
+        warmup=f.warmup,
         batching={
-            "max_batch_size": FLAGS.max_batch_size,
-            "batch_timeout_micros": FLAGS.batch_timeout_micros,
-            "num_batch_threads": FLAGS.num_batch_threads,
+            "max_batch_size": f.max_batch_size,
+            "batch_timeout_micros": f.batch_timeout_micros,
+            "num_batch_threads": f.num_batch_threads,
         },
-        metadata={"flags": FLAGS.flags_into_string()},
+        metadata={"flags": f.flags_into_string()},
     )
     size = export_lib.variables_size_bytes(result.export_dir)
     logging.info(
@@ -131,4 +174,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -16,6 +16,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 import export  # noqa: E402  (top-level absl script)
 
 
+def parse_flags(*argv):
+    """export.py's flags on a private FlagValues (no clash with other scripts' global flags)."""
+    flag_values = flags.FlagValues()
+    export.define_flags(flag_values)
+    flag_values(["export.py", *argv])
+    return flag_values
+
+
 @pytest.mark.slow
 def test_export_main_adds_version_2(tiny_model, serving_export, session_runner, tmp_path,
                                     monkeypatch, capsys):
@@ -25,17 +33,12 @@ def test_export_main_adds_version_2(tiny_model, serving_export, session_runner, 
     labels_file = tmp_path / "labels.txt"
     labels_file.write_text("\n".join(LABELS) + "\n")
     # Reuse the session's model instead of building a preset (a weights file would load into it).
-    monkeypatch.setattr(export, "load_model", lambda: tiny_model)
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS([
-        "export.py", f"--export_base={base}", f"--model_name={MODEL_NAME}",
-        f"--labels_file={labels_file}", "--short_side=72", "--crop_size=64", "--top_k=3",
-        "--warmup=false", f"--serving_base_path=/models/{MODEL_NAME}",
-    ])
-    try:
-        export.main([])
-    finally:
-        flags.FLAGS.unparse_flags()
+    monkeypatch.setattr(export, "load_model", lambda f: tiny_model)
+    export.main([], flag_values=parse_flags(
+        f"--export_base={base}", f"--model_name={MODEL_NAME}", f"--labels_file={labels_file}",
+        "--short_side=72", "--crop_size=64", "--top_k=3", "--warmup=false",
+        f"--serving_base_path=/models/{MODEL_NAME}",
+    ))
     export_dir = os.path.join(base, MODEL_NAME, "2")
     assert capsys.readouterr().out.strip() == export_dir
     assert sorted(os.listdir(os.path.join(base, MODEL_NAME))) == ["1", "2"]
@@ -60,10 +63,22 @@ def test_export_main_adds_version_2(tiny_model, serving_export, session_runner, 
 
 
 def test_export_main_needs_one_model_source():
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["export.py", "--export_base=/tmp/x"])
-    try:
-        with pytest.raises(ValueError, match="exactly one of --preset or --model_file"):
-            export.main([])
-    finally:
-        flags.FLAGS.unparse_flags()
+    with pytest.raises(ValueError, match="exactly one of --preset or --model_file"):
+        export.main([], flag_values=parse_flags("--export_base=/tmp/x"))
+    with pytest.raises(ValueError, match="--export_base is required"):
+        export.main([], flag_values=parse_flags("--preset=slowfast_r50_8x8"))
+
+
+def test_config_overrides_follow_the_preset():
+    sf = export.config_overrides(parse_flags("--preset=slowfast_r50_8x8"))
+    assert (sf["short_side"], sf["crop_size"], sf["sampling_rate"]) == (256, 256, 2)
+    assert sf["mean"] == (0.45, 0.45, 0.45) and sf["target_fps"] == 30.0
+    tv = export.config_overrides(parse_flags("--preset=r2plus1d_r18_torchvision"))
+    assert (tv["short_side"], tv["crop_size"], tv["sampling_rate"]) == (128, 112, 1)
+    assert tv["mean"] == (0.43216, 0.394666, 0.37645)
+    flagged = export.config_overrides(parse_flags(
+        "--preset=slowfast_r50_8x8", "--crop_size=224", "--mean=0.5,0.5,0.5", "--top_k=1"
+    ))
+    assert (flagged["short_side"], flagged["crop_size"], flagged["top_k"]) == (256, 224, 1)
+    assert flagged["mean"] == (0.5, 0.5, 0.5)
+    assert export.config_overrides(parse_flags("--crop_size=160"))["short_side"] == 160
