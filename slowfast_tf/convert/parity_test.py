@@ -65,7 +65,7 @@ def _run_case(tmp_path, preset, width, batch_size=2, formats=ALL_FORMATS):
         assert parity.worst_endpoint_relative_diff <= REL_TOL, (label, parity.format())
         assert parity.top5_equal and parity.top1_agree == 1.0, (label, parity.format())
     assert set(results) == set(formats)
-    expected = {"slowfast": 10, "slow": 5}[model.backbone.arch]
+    expected = {"slowfast": 10}.get(model.backbone.arch, 5)
     assert all(len(r.endpoints) == expected for r in results.values())
     return results
 
@@ -74,7 +74,7 @@ def test_parity_narrow_slowfast_r50_8x8_all_readers(tmp_path):
     _run_case(tmp_path, "slowfast_r50_8x8", width=16)
 
 
-@pytest.mark.parametrize("preset", ["slowfast_r50_4x16", "slow_r50_8x8"])
+@pytest.mark.parametrize("preset", ["slowfast_r50_4x16", "slow_r50_8x8", "i3d_r50_8x8"])
 def test_parity_narrow_r50_variants(tmp_path, preset):
     _run_case(tmp_path, preset, width=16, formats=("pytorchvideo", "caffe2"))
 
@@ -86,7 +86,9 @@ def test_parity_full_width_slowfast_r50_8x8(tmp_path):
 
 
 @pytest.mark.large
-@pytest.mark.parametrize("preset", ["slowfast_r50_4x16", "slow_r50_8x8"])
+@pytest.mark.parametrize(
+    "preset", ["slowfast_r50_4x16", "slow_r50_8x8", "c2d_r50_8x8", "i3d_r50_8x8"]
+)
 def test_parity_full_width_r50_variants(tmp_path, preset):
     _run_case(tmp_path, preset, width=64, batch_size=1, formats=("pytorchvideo",))
 
@@ -94,7 +96,7 @@ def test_parity_full_width_r50_variants(tmp_path, preset):
 def test_random_bn_statistics_are_not_identity():
     """Guards the fixture: identity BN statistics would hide mean/var or gamma/beta swaps."""
     arch = torch_reference.ReferenceArch(
-        pathways=("slow",), width=8, slow_frames=2, head_pool_hw=1, num_classes=5
+        pathways=("slow",), family="slow", width=8, slow_frames=2, head_pool_hw=1, num_classes=5
     )
     inputs = {"slow": np.random.default_rng(0).standard_normal((1, 2, 32, 32, 3), np.float32)}
     model = parity_fixtures.make_reference(arch, inputs)

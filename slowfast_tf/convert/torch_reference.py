@@ -59,13 +59,17 @@ class ReferenceArch:
     """The architecture facts a PyTorchVideo reference needs.
 
     Attributes:
-        pathways: tuple, ``("slow", "fast")`` for SlowFast or ``("slow",)`` for Slow-only.
+        pathways: tuple, ``("slow", "fast")`` for SlowFast or ``("slow",)`` otherwise.
+        family: str, ``"slowfast"``, ``"slow"``, ``"c2d"`` or ``"i3d"``; C2D and I3D use the
+            PyTorchVideo hub settings of ``c2d_r50`` / ``i3d_r50`` (temporal max-pool /2 after
+            res2, their own conv ``a`` temporal kernels).
         depth: int, 50 or 101.
         alpha: int, slow/fast frame-rate ratio (fusion temporal stride).
         beta_inv: int, slow/fast channel ratio.
         width: int, stem width of the slow pathway (64; smaller widths give cheap tests).
         fusion_kernel: int, temporal kernel of the lateral convs (7 for 8x8 R50, else 5).
-        slow_frames: int, slow-pathway frames (the head pool's temporal size).
+        slow_frames: int, slow-pathway input frames (the head pool's temporal size, halved
+            for C2D / I3D).
         head_pool_hw: int, spatial size of the head average pool (crop // 32 for a 1x1 grid).
         num_classes: int.
         slow_temporal_kernels / fast_temporal_kernels: per-stage (res2..res5) tuples of
@@ -73,6 +77,7 @@ class ReferenceArch:
     """
 
     pathways: tuple = ("slow", "fast")
+    family: str = "slowfast"
     depth: int = 50
     alpha: int = 4
     beta_inv: int = 8
@@ -122,22 +127,38 @@ def build_ptv_model(arch):
             head_pool_kernel_sizes=((arch.slow_frames, hw, hw), (arch.fast_frames, hw, hw)),
             **kwargs,
         )
-    elif tuple(arch.pathways) == ("slow",):
+    elif arch.family in ("slow", "c2d", "i3d"):
         kwargs = {}
-        if arch.slow_temporal_kernels is not None:
-            kwargs["stage_conv_a_kernel_size"] = _conv_a_sizes(arch.slow_temporal_kernels)
+        if arch.family == "slow":
+            stem_t, pool_t = 1, 1
+            if arch.slow_temporal_kernels is not None:
+                kwargs["stage_conv_a_kernel_size"] = _conv_a_sizes(arch.slow_temporal_kernels)
+        else:
+            # PyTorchVideo hub c2d_r50 / i3d_r50 (pytorchvideo/models/hub/resnet.py): an
+            # independent statement of the architecture, not derived from the Keras presets.
+            stem_t, pool_t = (1, 2) if arch.family == "c2d" else (5, 2)
+            kwargs["stage1_pool"] = import_torch().nn.MaxPool3d
+            if arch.family == "c2d":
+                kwargs["stage_conv_a_kernel_size"] = ((1, 1, 1),) * 4
+            else:
+                kwargs["stage_conv_a_kernel_size"] = (
+                    (3, 1, 1),
+                    [(3, 1, 1), (1, 1, 1)],
+                    [(3, 1, 1), (1, 1, 1)],
+                    [(1, 1, 1), (3, 1, 1)],
+                )
         model = ptv.create_resnet(
             model_depth=arch.depth,
             model_num_class=arch.num_classes,
             stem_dim_out=arch.width,
-            stem_conv_kernel_size=(1, 7, 7),
-            head_pool_kernel_size=(arch.slow_frames, hw, hw),
+            stem_conv_kernel_size=(stem_t, 7, 7),
+            head_pool_kernel_size=(arch.slow_frames // pool_t, hw, hw),
             **kwargs,
         )
     else:
         raise ValueError(
-            "The PyTorchVideo reference supports ('slow', 'fast') and ('slow',) models. "
-            f"Received: pathways={arch.pathways}"
+            "The PyTorchVideo reference supports SlowFast, Slow, C2D and I3D. "
+            f"Received: family={arch.family!r}, pathways={arch.pathways}"
         )
     return model.eval()
 

@@ -26,10 +26,10 @@ def reference_arch_for(model):
 
     Returns:
         ReferenceArch, or None when PyTorchVideo has no equivalent model (non-local blocks,
-        C2D / I3D / Fast-only, depth 18, non-default strides or laterals).
+        Fast-only, depth 18, non-default strides or laterals).
     """
     bb = getattr(model, "backbone", None)
-    if bb is None or getattr(bb, "arch", None) not in ("slowfast", "slow"):
+    if bb is None or getattr(bb, "arch", None) not in ("slowfast", "slow", "c2d", "i3d"):
         return None
     if bb.depth not in _STAGE_DEPTHS or any(bb.nonlocal_locations):
         return None
@@ -58,8 +58,11 @@ def reference_arch_for(model):
     for key in pathways:
         if model.head_pool_size[key][0] != bb.output_frames[key]:
             return None
+    if bb.arch in ("c2d", "i3d") and bb.input_frames["slow"] != 2 * bb.output_frames["slow"]:
+        return None
     return torch_reference.ReferenceArch(
         pathways=pathways,
+        family=bb.arch,
         depth=bb.depth,
         alpha=bb.alpha,
         beta_inv=bb.beta_inv,
