@@ -245,6 +245,20 @@ def _window_frames(fps: float, num_frames: int, sampling_rate: int, target_fps: 
     return max(1, math.ceil(size))
 
 
+def center_square(frames: np.ndarray) -> np.ndarray:
+    """Center-crops `[..., H, W, 3]` frames to `min(H, W)` squared (offset `ceil((L - S) / 2)`).
+
+    Center crops compose (the server's `crop x crop` center of this square is its center crop of
+    the full frame), so with `--resize_short_side` equal to the server's short side the result is
+    unchanged, while every request gets the same `[T, S, S, 3]` shape, which server-side batching
+    needs, and a 16:9 frame shrinks by 44%.
+    """
+    h, w = frames.shape[-3], frames.shape[-2]
+    size = min(h, w)
+    y0, x0 = (h - size + 1) // 2, (w - size + 1) // 2
+    return frames[..., y0 : y0 + size, x0 : x0 + size, :]
+
+
 def load_clip(
     video: str,
     num_frames: int = 32,
@@ -252,10 +266,12 @@ def load_clip(
     target_fps: float = 30.0,
     resize_short_side: int = 256,
     position: str = "start",
+    square: bool = True,
 ) -> np.ndarray:
     """Decodes `video` and returns one clip as uint8 `[1, num_frames, H, W, 3]`.
 
-    With `position="start"` only the frames of the first window are decoded.
+    With `position="start"` only the frames of the first window are decoded; `square` applies
+    `center_square`.
     """
     max_frames = None
     if position == "start":
@@ -263,7 +279,8 @@ def load_clip(
         max_frames = _window_frames(fps, num_frames, sampling_rate, target_fps)
     frames, fps = decode_video(video, resize_short_side, max_frames)
     idx = clip_indices(len(frames), fps, num_frames, sampling_rate, target_fps, position)
-    return frames[idx][None]
+    clip = frames[idx][None]
+    return center_square(clip) if square else clip
 
 
 def format_top_k(outputs: dict[str, np.ndarray], row: int = 0) -> str:
@@ -290,6 +307,7 @@ def classify(
     position: str = "start",
     timeout: float = 60.0,
     max_frames: int | None = None,
+    square: bool = True,
 ) -> dict[str, np.ndarray]:
     """Decode, sample and send one video; what the command line runs.
 
@@ -303,8 +321,11 @@ def classify(
         # so it gets the whole video unless `max_frames` caps it (the server's window starts at
         # frame 0: a cap that covers the window changes nothing).
         frames, fps = decode_video(video, resize_short_side, max_frames)
+        frames = center_square(frames) if square else frames
         return predict(frames[None], server, model_name, signature_name, timeout, fps=fps)
-    clip = load_clip(video, num_frames, sampling_rate, target_fps, resize_short_side, position)
+    clip = load_clip(
+        video, num_frames, sampling_rate, target_fps, resize_short_side, position, square
+    )
     return predict(clip, server, model_name, signature_name, timeout)
 
 
@@ -332,6 +353,12 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_integer(
         "resize_short_side", 256, "Client-side downsizing while decoding; 0 = full size.", **fv
     )
+    flags.DEFINE_bool(
+        "square_crop", True,
+        "Center-crop frames to a square of the short side before sending: same prediction when "
+        "--resize_short_side matches the server, fixed request shape for server-side batching.",
+        **fv,
+    )
     flags.DEFINE_float("timeout", 60.0, "Request timeout in seconds.", **fv)
     flags.DEFINE_integer(
         "max_frames", None,
@@ -348,7 +375,7 @@ def main(argv, flag_values=flags.FLAGS):
         outputs = classify(
             f.video, f.server, f.rest, f.model_name, f.signature_name, f.num_frames,
             f.sampling_rate, f.target_fps, f.resize_short_side, f.clip_position, f.timeout,
-            f.max_frames,
+            f.max_frames, f.square_crop,
         )
     except (RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -72,20 +72,32 @@ def test_decode_video(video_path):
     assert small.shape == (45, 48, 64, 3)
     # The moving square is where it was drawn (lossy codec: compare coarsely).
     assert frames[10, 35:55, 25:45].mean() > 200 and frames[10, 35:55, 70:90].mean() < 200
-    clip = client.load_clip(video_path, num_frames=8, sampling_rate=2, resize_short_side=72)
+    clip = client.load_clip(
+        video_path, num_frames=8, sampling_rate=2, resize_short_side=72, square=False
+    )
     assert clip.shape == (1, 8, 72, 96, 3)
     # load_clip stops decoding after the first window; the clip is the same as from all frames.
     every, _ = client.decode_video(video_path, resize_short_side=72)
     np.testing.assert_array_equal(clip[0], every[client.clip_indices(45, 30.0, 8, 2)])
     assert len(client.decode_video(video_path, max_frames=10)[0]) == 10
-    centered = client.load_clip(video_path, 8, 2, resize_short_side=72, position="center")
+    centered = client.load_clip(
+        video_path, 8, 2, resize_short_side=72, position="center", square=False
+    )
     np.testing.assert_array_equal(centered[0], every[[14, 16, 18, 20, 23, 25, 27, 29]])
+    square = client.load_clip(video_path, 8, 2, resize_short_side=72)
+    np.testing.assert_array_equal(square, clip[:, :, :, 12:84])  # ceil((96 - 72) / 2) = 12
 
 
 def test_grpc_and_rest_match_the_session(video_path, servers, session_runner):
     grpc_addr, rest_addr = servers
     clip = client.load_clip(video_path, num_frames=8, sampling_rate=2, resize_short_side=72)
     expected = session_runner.run("serving_default", {"frames": clip})
+    # The client's square crop does not change the server's view (center crops compose).
+    full = client.load_clip(video_path, 8, 2, resize_short_side=72, square=False)
+    np.testing.assert_array_equal(
+        session_runner.run("serving_default", {"frames": full})["probabilities"],
+        expected["probabilities"],
+    )
     by_grpc = client.predict_grpc(clip, grpc_addr, MODEL_NAME)
     by_rest = client.predict_rest(clip, rest_addr, MODEL_NAME)
     for got in (by_grpc, by_rest):

@@ -106,16 +106,18 @@ def write_batching_parameters(
     batch_timeout_micros: int = 5000,
     num_batch_threads: int = 4,
     max_enqueued_batches: int = 100,
-    pad_variable_length_inputs: bool = True,
+    pad_variable_length_inputs: bool = False,
 ) -> str:
     """Writes the `BatchingParameters` text proto for `--batching_parameters_file`.
 
     The proto is not shipped in tensorflow-serving-api, so it is written as text; field names are
     those of `tensorflow_serving/servables/tensorflow/session_bundle_config.proto`.
 
-    Server-side batching concatenates requests along dim 0, so it only merges requests whose
-    `[T, H, W]` agree; `pad_variable_length_inputs` pads differing ones (the padding then enters
-    the resize). Clients should send a fixed frame size (the client resizes to short side 256).
+    Server-side batching concatenates requests along dim 0, so requests merged into one batch
+    must agree on `[T, H, W]`. `pad_variable_length_inputs` would zero-pad differing ones, but
+    black borders and extra black frames would then enter the resize and the temporal resampling
+    and silently change the prediction, so it is off: a mismatch is reported as an error instead.
+    Our client always sends `[1, T, 256, 256, 3]` (short side 256, center square).
     """
     for name, value in [
         ("max_batch_size", max_batch_size),

@@ -52,7 +52,8 @@ def test_batching_parameters(tmp_path):
         text = f.read()
     assert "max_batch_size { value: 16 }" in text
     assert "batch_timeout_micros { value: 2000 }" in text
-    assert "pad_variable_length_inputs: true" in text
+    # Zero padding would enter the resize and change predictions: off unless asked for.
+    assert "pad_variable_length_inputs: false" in text
     with pytest.raises(ValueError, match="max_batch_size"):
         tfserving.write_batching_parameters(str(tmp_path / "b.txt"), max_batch_size=0)
 
