@@ -1,5 +1,6 @@
 """Model zoo: SlowFast family and the R(2+1)D paper family, written with keras / keras.ops only."""
 
+from slowfast_tf.models.common.flops import count_flops, count_params
 from slowfast_tf.models.slowfast import (
     PRESETS,
     SlowFastBackbone,
@@ -17,6 +18,8 @@ __all__ = [
     "SlowFastPreset",
     "SlowFastVideoClassifier",
     "build_backbone",
+    "count_flops",
+    "count_params",
     "build_model",
     "get_preset",
     "list_presets",
