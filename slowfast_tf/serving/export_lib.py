@@ -26,14 +26,16 @@ class ExportResult:
 def warmup_requests(
     model_name: str, config: signatures.ServingConfig, frame_size: tuple[int, int] | None = None
 ) -> list:
-    """One request per signature, shaped like what the client sends (1 clip, short side resized).
+    """One request per signature, shaped like what the client sends.
+
+    The client sends `[1, T, S, S, 3]` (short side S, center square), so the warm-up does too.
 
     Args:
         model_name: name in `models.config`.
         config: the export's `ServingConfig` (T and short side).
-        frame_size: `(H, W)` of the warm-up frames; default a 4:3 frame at the short side.
+        frame_size: `(H, W)` of the warm-up frames; default `(short_side, short_side)`.
     """
-    h, w = frame_size or (config.short_side, config.short_side * 4 // 3)
+    h, w = frame_size or (config.short_side, config.short_side)
     # Fixed seed: the warm-up file is part of the artifact and should be reproducible.
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, size=(1, config.num_frames, h, w, 3), dtype=np.uint8)
