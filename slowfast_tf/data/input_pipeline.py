@@ -199,8 +199,9 @@ def build_dataset(
 
     def read(path):
         records = tf.data.TFRecordDataset(path)
-        # A broken TFRecord frame (CRC) ends this shard only, instead of the whole run.
-        return records.ignore_errors() if skip_corrupt else records
+        # A broken TFRecord frame (bad CRC) ends the reading of this shard only, with a logged
+        # warning, instead of the whole run; its remaining records cannot be counted.
+        return records.ignore_errors(log_warning=True) if skip_corrupt else records
 
     if train:
         file_ds = file_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
@@ -255,7 +256,7 @@ def build_dataset(
         ds = records.map(process, num_parallel_calls=AUTOTUNE, deterministic=True)
 
     if skip_corrupt:
-        ds = ds.ignore_errors()
+        ds = ds.ignore_errors(log_warning=True)  # logs the reason; _count_dropped counts
     if mode == "test":
         # Unique across input pipelines: local index * pipelines + pipeline id.
         def strip(e):

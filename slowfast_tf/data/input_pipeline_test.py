@@ -113,6 +113,18 @@ def test_corrupt_records_are_skipped_and_counted(tmp_path):
         list(build_dataset(path, CONFIG, "val", 1, skip_corrupt=False))
 
 
+def test_broken_tfrecord_frame_ends_only_that_shard(tmp_path):
+    broken = write_records(tmp_path / "a.tfrecord", [fake_video_record(10, 32, 32, (i,)) for i in range(3)])
+    write_records(tmp_path / "b.tfrecord", [fake_video_record(10, 32, 32, (4,))])
+    data = bytearray(open(broken, "rb").read())
+    data[len(data) // 2] ^= 0xFF  # inside record 1: its CRC no longer matches
+    open(broken, "wb").write(bytes(data))
+    ds = build_dataset(str(tmp_path / "*.tfrecord"), CONFIG, "val", 1)
+    assert sorted(int(y) for _, y in ds.unbatch()) == [0, 4]
+    with pytest.raises(tf.errors.DataLossError):
+        list(build_dataset(str(tmp_path / "*.tfrecord"), CONFIG, "val", 1, skip_corrupt=False))
+
+
 def test_input_context_shards_videos(shards):
     seen = []
     for pipeline_id in range(2):
