@@ -74,6 +74,23 @@ def test_parity_narrow_slowfast_r50_8x8_all_readers(tmp_path):
     _run_case(tmp_path, "slowfast_r50_8x8", width=16)
 
 
+def test_parity_larger_test_crop_gives_a_grid_of_logits(tmp_path):
+    # Fully convolutional testing: a 96 crop with the head pool of a 64 train crop leaves a
+    # 2x2 grid of per-position logits. PTV averages them (AdaptiveAvgPool3d), Keras too.
+    model = build_model("slow_r50_8x8", num_classes=400, width=16, train_crop_size=64)
+    arch = verify.reference_arch_for(model)
+    inputs = verify.random_clip(model, 96, batch_size=1, seed=5)
+    reference = parity_fixtures.make_reference(arch, inputs, seed=2)
+    path = parity_fixtures.write_ptv_checkpoint(reference, str(tmp_path / "ptv.pyth"))
+    state, _, _ = checkpoints.read_checkpoint(path, "pytorchvideo")
+    keras_loader.load_pyslowfast_state_into(model, state)
+    parity = verify.verify_against_reference(model, state, inputs=inputs)
+    shapes = {name: shape for name, shape, _, _ in parity.endpoints}
+    assert shapes["slow_res5"] == (1, 8, 3, 3, 512)  # a 2x2 pool leaves a 2x2 logit grid
+    assert parity.logits_relative_diff <= REL_TOL, parity.format()
+    assert parity.top5_equal, parity.format()
+
+
 @pytest.mark.parametrize("preset", ["slowfast_r50_4x16", "slow_r50_8x8", "i3d_r50_8x8"])
 def test_parity_narrow_r50_variants(tmp_path, preset):
     _run_case(tmp_path, preset, width=16, formats=("pytorchvideo", "caffe2"))
