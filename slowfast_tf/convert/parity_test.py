@@ -31,7 +31,7 @@ REL_TOL = 1e-4
 ALL_FORMATS = ("pytorchvideo", "pyslowfast", "pyslowfast-wrapped-ptv", "caffe2")
 
 
-def _run_case(tmp_path, preset, width, batch_size=2, formats=ALL_FORMATS):
+def _run_case(tmp_path, preset, width, batch_size=2, formats=ALL_FORMATS, grid_crop=None):
     model = build_model(preset, num_classes=400, width=width, train_crop_size=CROP)
     arch = verify.reference_arch_for(model)
     assert arch is not None
@@ -67,6 +67,17 @@ def _run_case(tmp_path, preset, width, batch_size=2, formats=ALL_FORMATS):
     assert set(results) == set(formats)
     expected = {"slowfast": 10}.get(model.backbone.arch, 5)
     assert all(len(r.endpoints) == expected for r in results.values())
+    if grid_crop:
+        # Fully convolutional testing: a larger crop with the train-crop head pool leaves a grid
+        # of per-position logits; PTV averages them (AdaptiveAvgPool3d) and so does Keras.
+        big = verify.random_clip(model, grid_crop, batch_size=1, seed=5)
+        ref_logits, ref_endpoints = torch_reference.run_reference(reference, big, arch)
+        logits, endpoints = verify.run_keras(model, big)
+        parity = verify.compare_outputs(logits, endpoints, ref_logits, ref_endpoints)
+        grid = endpoints[f"{model.pathways[0]}_res5"].shape[2] - arch.head_pool_hw + 1
+        assert grid == 2, grid
+        assert parity.logits_relative_diff <= REL_TOL, parity.format()
+        assert parity.top5_equal, parity.format()
     return results
 
 
@@ -74,26 +85,11 @@ def test_parity_narrow_slowfast_r50_8x8_all_readers(tmp_path):
     _run_case(tmp_path, "slowfast_r50_8x8", width=16)
 
 
-def test_parity_larger_test_crop_gives_a_grid_of_logits(tmp_path):
-    # Fully convolutional testing: a 96 crop with the head pool of a 64 train crop leaves a
-    # 2x2 grid of per-position logits. PTV averages them (AdaptiveAvgPool3d), Keras too.
-    model = build_model("slow_r50_8x8", num_classes=400, width=16, train_crop_size=64)
-    arch = verify.reference_arch_for(model)
-    inputs = verify.random_clip(model, 96, batch_size=1, seed=5)
-    reference = parity_fixtures.make_reference(arch, inputs, seed=2)
-    path = parity_fixtures.write_ptv_checkpoint(reference, str(tmp_path / "ptv.pyth"))
-    state, _, _ = checkpoints.read_checkpoint(path, "pytorchvideo")
-    keras_loader.load_pyslowfast_state_into(model, state)
-    parity = verify.verify_against_reference(model, state, inputs=inputs)
-    shapes = {name: shape for name, shape, _, _ in parity.endpoints}
-    assert shapes["slow_res5"] == (1, 8, 3, 3, 512)  # a 2x2 pool leaves a 2x2 logit grid
-    assert parity.logits_relative_diff <= REL_TOL, parity.format()
-    assert parity.top5_equal, parity.format()
-
-
 @pytest.mark.parametrize("preset", ["slowfast_r50_4x16", "slow_r50_8x8", "i3d_r50_8x8"])
 def test_parity_narrow_r50_variants(tmp_path, preset):
-    _run_case(tmp_path, preset, width=16, formats=("pytorchvideo", "caffe2"))
+    # Slow-only also runs a 96 crop: 3x3 res5 under a 2x2 head pool = a 2x2 logit grid.
+    grid_crop = 96 if preset == "slow_r50_8x8" else None
+    _run_case(tmp_path, preset, width=16, formats=("pytorchvideo", "caffe2"), grid_crop=grid_crop)
 
 
 @pytest.mark.slow
