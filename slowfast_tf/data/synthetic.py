@@ -29,6 +29,10 @@ low flicker advances 0.31-0.48 cycles per step (near-alternation), the high one 
 0.10-0.28 cycles per step (slow drift), and a dart moves 9-22 px per step (< half the frame, so the
 direction is unambiguous). ``grow``/``shrink`` are solvable at either stride, so both models beat
 chance, and SlowFast should approach 100% while Slow-only stays near 4/6.
+
+Measured with a small 3D-CNN probe (two conv layers, 12 short epochs, default data set): the 16
+fast-stride frames reach 82% val accuracy (still rising); the 4 slow-stride frames plateau at
+50-58%, below the 67% ceiling that grow/shrink plus chance on the other pairs allow.
 """
 
 from __future__ import annotations
