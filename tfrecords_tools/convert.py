@@ -8,6 +8,9 @@ Output directory layout::
     OUT/failures.tsv                        split, path, video id, reason (all splits)
     OUT/manifest.json                       counts per split / class, classes, failures, settings
 
+The output directory must be a local path (shards are renamed with ``os.replace``); use the Beam
+runner to write to cloud storage.
+
 Resuming: the shard plan is a deterministic function of the inputs, ``--seed`` and the shard
 count, so a rerun recomputes it, skips shards whose final file exists and redoes the rest. A
 killed run leaves at most hidden ``.*.tmp`` files, which the next run deletes; readers globbing
@@ -187,7 +190,9 @@ def convert(
         classes_file: optional str, label map to use (else ``OUT/classes.txt`` or derived).
         num_shards: int, shards per split (0: ``ceil(videos / videos_per_shard)``).
         videos_per_shard: int.
-        workers: int, encoding processes (0 = in this process).
+        workers: int, encoding processes (0 = in this process). Workers are spawned, so a
+            script calling this with workers > 0 needs the usual ``if __name__ == "__main__":``
+            guard, and its top-level imports are repeated in every worker.
         seed: int, seed of the shard assignment.
         progress: bool, tqdm bar.
 
