@@ -164,6 +164,12 @@ def load_pyslowfast_state_into(
             f"The model has no '{HEAD_LAYER}'; the checkpoint's "
             f"{report.checkpoint_num_classes}-class head was not loaded."
         )
+    elif head is None and allow_head_mismatch and HEAD_LAYER in table:
+        skip_head = True
+        report.head_dropped = True
+        report.messages.append(
+            f"The checkpoint has no head: '{HEAD_LAYER}' left at its initialisation (fine-tuning)."
+        )
     elif (
         head is not None
         and report.model_num_classes != report.checkpoint_num_classes
@@ -211,6 +217,11 @@ def load_pyslowfast_state_into(
             hint = (
                 f"The head differs ({report.checkpoint_num_classes} checkpoint classes vs "
                 f"{report.model_num_classes}); to fine-tune on another label set pass "
+                "--num-classes N (allow_head_mismatch=True)."
+            )
+        elif head is None and any(u.startswith(HEAD_LAYER + "/") for u in unassigned):
+            hint = (
+                "The checkpoint has no classifier head; to train a new one pass "
                 "--num-classes N (allow_head_mismatch=True)."
             )
         raise ConversionError(_format_error(sorted(unmapped), unassigned, mismatches, hint))

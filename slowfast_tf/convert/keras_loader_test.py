@@ -139,6 +139,15 @@ def test_head_mismatch_fails_by_default_and_is_dropped_for_finetuning(source_sta
     )
 
 
+def test_headless_checkpoint_needs_allow_head_mismatch(source_state, target):
+    state = {k: v for k, v in source_state.items() if not k.startswith("head.")}
+    with pytest.raises(ConversionError, match="head_projection/kernel") as info:
+        load_pyslowfast_state_into(target, state)
+    assert "has no classifier head" in str(info.value)
+    report = load_pyslowfast_state_into(target, state, allow_head_mismatch=True)
+    assert report.head_dropped and "has no head" in str(report)
+
+
 def test_backbone_only_model_skips_the_head(source_state, target):
     report = load_pyslowfast_state_into(target.backbone, source_state)
     assert report.num_tensors == len(source_state) - 2
