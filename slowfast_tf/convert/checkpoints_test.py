@@ -2,6 +2,8 @@
 
 import importlib.util
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -166,3 +168,26 @@ def test_missing_file_and_bad_source(tmp_path):
     assert "not found" in message
     with pytest.raises(ValueError, match="Received: source='mmaction'"):
         checkpoints.read_checkpoint(str(tmp_path / "x.pkl"), "mmaction")
+
+
+def test_caffe2_path_works_without_torch(tmp_path):
+    # torch is an optional extra: with it unimportable, Caffe2 files still read and the .pyth
+    # path says how to install it.
+    path = tmp_path / "c2.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({"blobs": {"conv1_w": np.ones((2, 3, 1, 7, 7), np.float32)}}, f, protocol=2)
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from slowfast_tf.convert import checkpoints\n"
+        f"state, _, _ = checkpoints.read_checkpoint({str(path)!r}, 'caffe2')\n"
+        "assert list(state) == ['s1.pathway0_stem.conv.weight'], state\n"
+        "try:\n"
+        f"    checkpoints.read_checkpoint({str(path)!r}, 'pytorchvideo')\n"
+        "except ImportError as e:\n"
+        "    print(e)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "slowfast_tf[convert]" in result.stdout
