@@ -258,9 +258,18 @@ def run_train(strategy, data_config):
                  recipe.learning_rate(steps_per_epoch).base_lr)
     train_ds = build_datasets(strategy, data_config, "train")
     val_ds = build_datasets(strategy, data_config, "val")
+    precise_bn_ds = None
+    if FLAGS.precise_bn_batches and not FLAGS.fake_data:
+        from slowfast_tf.data import build_dataset
+
+        # Per-replica batches, not distributed: BN statistics of --batch_size clips, as each GPU
+        # computes them in PySlowFast; a different seed from the training stream.
+        precise_bn_ds = build_dataset(FLAGS.train_file_pattern, data_config, "train",
+                                      FLAGS.batch_size, seed=FLAGS.seed + 1)
     verbose = FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)
     trainer.fit(model, train_ds, recipe, FLAGS.model_dir, steps_per_epoch, val_dataset=val_ds,
-                val_steps=FLAGS.val_steps, tensorboard=FLAGS.tensorboard, verbose=verbose)
+                val_steps=FLAGS.val_steps, precise_bn_dataset=precise_bn_ds,
+                tensorboard=FLAGS.tensorboard, verbose=verbose)
     return model
 
 

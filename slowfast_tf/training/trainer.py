@@ -347,7 +347,7 @@ def fit(
 ):
     """Trains a compiled model, resuming from ``model_dir/backup`` if present.
 
-    Saves ``model_dir/final.weights.h5`` at the end (chief only).
+    Saves ``model_dir/final.weights.h5`` and ``model_dir/model.keras`` at the end (chief only).
 
     Returns:
         the Keras ``History``.
@@ -370,4 +370,10 @@ def fit(
     )
     if strategy.is_chief():
         model.save_weights(os.path.join(model_dir, "final.weights.h5"), overwrite=True)
+        try:
+            # The whole model (config + weights) for export.py --model_file, tiny configs included.
+            model.save(os.path.join(model_dir, "model.keras"), overwrite=True)
+        except (TypeError, ValueError, NotImplementedError) as error:
+            # Never lose a finished run to a serialization problem: the weights are saved above.
+            logging.warning("Could not save model.keras (%s); use final.weights.h5.", error)
     return history
