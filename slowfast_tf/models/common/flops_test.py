@@ -59,8 +59,11 @@ def test_paper_table2_r50():
     # Paper Table 2 (GFLOPs x views, 256 crop) excludes BatchNorm: 65.7 and 36.1.
     assert round(count_flops(_model("slowfast_r50_8x8"), image_size=256, convention="paper") / 1e9, 1) == 65.7
     assert round(count_flops(_model("slowfast_r50_4x16"), image_size=256, convention="paper") / 1e9, 1) == 36.1
-    # At 224 the same model is 50.6 GF (SlowFast issue #111: "27.6 vs 36.1" was a 224 count).
+    # At 224 the same model is 50.6 GF with fvcore (50.3 without BN): SlowFast issue #111's
+    # "27.6 vs 36.1" for 4x16 was a 224 count.
+    assert round(count_flops(_model("slowfast_r50_8x8"), image_size=224) / 1e9, 1) == 50.6
     assert round(count_flops(_model("slowfast_r50_8x8"), image_size=224, convention="paper") / 1e9, 1) == 50.3
+    assert round(count_flops(_model("slowfast_r50_4x16"), image_size=224, convention="paper") / 1e9, 1) == 27.6
 
 
 @pytest.mark.slow

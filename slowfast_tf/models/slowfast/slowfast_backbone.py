@@ -5,6 +5,8 @@ https://arxiv.org/abs/1812.03982. Architecture details follow PySlowFast's
 ``video_model_builder.py`` / ``resnet_helper.py`` (see docs/DESIGN.md and REFERENCE_SPEC.md).
 """
 
+import math
+
 import keras
 
 from slowfast_tf.models.common.torch_layers import NORM_TYPES, max_pool3d
@@ -321,9 +323,7 @@ class SlowFastBackbone(keras.Model):
         self.output_frames = {
             key: input_frames[key] // pool1_t[p] for p, key in enumerate(pathways)
         }
-        self.output_stride = 4 * spatial_strides[0] * spatial_strides[1] * spatial_strides[2] * (
-            spatial_strides[3]
-        )
+        self.output_stride = 4 * math.prod(spatial_strides)  # stem conv + pool = 4
         self.output_channels = {key: widths[p] * 32 for p, key in enumerate(pathways)}
 
     def __call__(self, inputs, *args, **kwargs):
