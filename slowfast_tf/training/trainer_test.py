@@ -76,3 +76,21 @@ def test_load_init_weights_skips_a_mismatched_head(tmp_path):
                                   source.get_layer("head_projection").kernel.numpy())
     with pytest.raises(ValueError, match="path=model.h5"):
         trainer.load_init_weights(same, "model.h5")
+
+
+def test_mixed_float16_uses_loss_scaling_and_stays_finite(tmp_path):
+    keras.mixed_precision.set_dtype_policy("mixed_float16")
+    try:
+        model = stand_in_model()
+        recipe = trainer.RecipeConfig(num_classes=3, epochs=1, warmup_epochs=0.5,
+                                      global_batch_size=4)
+        inner = trainer.compile_model(model, recipe, steps_per_epoch=3)
+        history = trainer.fit(model, stand_in_dataset(), recipe, str(tmp_path), steps_per_epoch=3,
+                              tensorboard=False, verbose=0)
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert model.optimizer.inner_optimizer is inner
+    assert model.get_layer("conv").compute_dtype == "float16"
+    assert model.get_layer("conv").kernel.dtype == "float32"
+    assert np.isfinite(history.history["loss"][0])
