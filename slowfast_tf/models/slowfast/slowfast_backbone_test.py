@@ -149,3 +149,32 @@ def test_bad_inputs_rejected():
         backbone({"slow": _clip(1, 2)})
     with pytest.raises(ValueError, match="must have 8 frames"):
         backbone({"slow": _clip(1, 2), "fast": _clip(1, 6)})
+
+
+def test_custom_layers_serialize_and_train():
+    # time_to_channel_sum -> TimeToChannel, time_difference -> FastInputTransform, non-local ->
+    # NonLocalAttention: all must survive JSON / .keras and pass gradients.
+    kwargs = {
+        **TINY,
+        "lateral_type": "time_to_channel_sum",
+        "fast_input": "time_difference",
+        "nonlocal_locations": [[1], [], [], []],
+        "nonlocal_instantiation": "softmax",
+    }
+    expected = {
+        f"{p}_{s}": shape
+        for p, shapes in (
+            ("slow", [(2, 2, 8, 8, 8), (2, 2, 8, 8, 32), (2, 2, 4, 4, 64), (2, 2, 2, 2, 128), (2, 2, 1, 1, 256)]),
+            ("fast", [(2, 8, 8, 8, 2), (2, 8, 8, 8, 8), (2, 8, 4, 4, 16), (2, 8, 2, 2, 32), (2, 8, 1, 1, 64)]),
+        )
+        for s, shape in zip(("stem", "res2", "res3", "res4", "res5"), shapes)
+    }  # fmt: skip
+    run_video_backbone_test(
+        SlowFastBackbone, kwargs, _inputs(), expected,
+        run_predict_test=False, run_mixed_precision_test=False,
+    )  # fmt: skip
+    for layer_cls, arg in (("TemporalSubsample", 4), ("TimeToChannel", 4)):
+        from slowfast_tf.models.slowfast import slowfast_layers
+
+        layer = getattr(slowfast_layers, layer_cls)(arg, name="x")
+        assert type(layer).from_config(layer.get_config()).get_config() == layer.get_config()
