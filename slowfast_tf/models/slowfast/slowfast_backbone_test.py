@@ -85,6 +85,8 @@ def test_fast_input_kinds():
     diff = np.asarray(FastInputTransform("time_difference")(x))
     np.testing.assert_allclose(diff[:, :3], x[:, 1:] - x[:, :-1], rtol=1e-6)
     np.testing.assert_allclose(diff[:, 3], diff[:, 2])  # last difference repeated
+    gray_diff = np.asarray(FastInputTransform("grayscale_time_difference")(x))
+    np.testing.assert_allclose(gray_diff[:, :3, ..., 0], np.diff(x.mean(-1), axis=1), rtol=1e-5, atol=1e-6)
     backbone = SlowFastBackbone(**{**TINY, "fast_input": "grayscale"})
     assert backbone.get_layer("s1_pathway1_stem_conv").kernel.shape[3] == 1
 

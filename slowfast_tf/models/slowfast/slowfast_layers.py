@@ -16,7 +16,7 @@ from keras import ops
 
 from slowfast_tf.models.common.torch_layers import batch_norm, conv3d, max_pool3d
 
-FAST_INPUT_KINDS = ("rgb", "grayscale", "time_difference")
+FAST_INPUT_KINDS = ("rgb", "grayscale", "time_difference", "grayscale_time_difference")
 LATERAL_TYPES = ("time_strided_conv", "time_strided_sample", "time_to_channel", "time_to_channel_sum")
 NONLOCAL_INSTANTIATIONS = ("dot_product", "softmax")
 
@@ -37,7 +37,9 @@ class FastInputTransform(keras.layers.Layer):
             1 channel; the clip is already mean/std normalised with the same constants on every
             channel, so the mean of normalised channels is the normalised gray value) or
             ``"time_difference"`` (``x[t+1] - x[t]`` for ``t < T-1``; the last difference is
-            repeated once so the clip keeps ``T`` frames and ``T % alpha == 0`` still holds).
+            repeated once so the clip keeps ``T`` frames and ``T % alpha == 0`` still holds) or
+            ``"grayscale_time_difference"`` (both: differences of gray frames, 1 channel; the paper
+            does not say whether its "Time diff." input was RGB or gray, so both are offered).
     """
 
     def __init__(self, kind="rgb", **kwargs):
@@ -46,15 +48,15 @@ class FastInputTransform(keras.layers.Layer):
         self.kind = kind
 
     def call(self, x):
-        if self.kind == "grayscale":
-            return ops.mean(x, axis=-1, keepdims=True)
-        if self.kind == "time_difference":
+        if self.kind.startswith("grayscale"):
+            x = ops.mean(x, axis=-1, keepdims=True)
+        if self.kind.endswith("time_difference"):
             diff = x[:, 1:] - x[:, :-1]
-            return ops.concatenate([diff, diff[:, -1:]], axis=1)
+            x = ops.concatenate([diff, diff[:, -1:]], axis=1)
         return x
 
     def compute_output_shape(self, input_shape):
-        if self.kind == "grayscale":
+        if self.kind.startswith("grayscale"):
             return tuple(input_shape[:-1]) + (1,)
         return tuple(input_shape)
 
