@@ -207,7 +207,7 @@ def run_video_classifier_test(
     ``[B, num_classes]`` even under ``mixed_float16``, and the training check uses a sparse
     categorical cross-entropy on random labels. If the model has ``build_eval_model()``, its
     output dict must contain ``logits`` equal to the classifier output and ``probabilities``
-    whose rows sum to 1 for a softmax head.
+    whose rows sum to 1 for a softmax head, and it must share (not copy) the weights.
 
     Args: as ``run_video_backbone_test``; ``expected_output_shape`` is ``(B, num_classes)``.
 
@@ -218,7 +218,10 @@ def run_video_classifier_test(
     logits = model(input_data, training=False)
     _check_shapes(logits, expected_output_shape)
     if hasattr(model, "build_eval_model"):
-        eval_outputs = model.build_eval_model()(input_data, training=False)
+        eval_model = model.build_eval_model()
+        model_ids = {id(w) for w in model.weights}
+        assert all(id(w) in model_ids for w in eval_model.weights), "eval model copies weights"
+        eval_outputs = eval_model(input_data, training=False)
         _assert_allclose(logits, eval_outputs["logits"], what="eval logits")
         probabilities = keras.ops.convert_to_numpy(eval_outputs["probabilities"])
         assert probabilities.shape == tuple(expected_output_shape)
