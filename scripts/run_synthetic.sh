@@ -46,7 +46,7 @@ PY
 
 step "5/6 export SlowFast as a TF Serving SavedModel -> $W/models"
 python export.py --model_file="$W/slowfast/model.keras" --labels_file="$W/records/classes.txt" \
-  --export_base="$W/models" --model_name=slowfast_synthetic --short_side=36 --crop_size=36 \
+  --export_base="$W/models" --model_name=slowfast_synthetic --short_side=36 --crop_size=32 \
   --data_preset=synthetic_slowfast --top_k=3
 
 step "6/6 predict one synthetic MP4 through the serving client (local gRPC PredictionService)"

@@ -139,18 +139,21 @@ def load_init_weights(
         raise ValueError(f"Expected a Keras `.weights.h5` file. Received: path={path}")
     heads = [layer for layer in model._flatten_layers() if layer.name in head_layer_names]
 
-    def load_skipping_heads():
+    def load(objects_to_skip=None):
         with warnings.catch_warnings():
-            # Keras warns about the functional graph's bookkeeping container when objects are
-            # skipped; it holds no weights of its own (the tests check the others are loaded).
+            # Keras warns about the functional graph's bookkeeping container, which holds no
+            # weights of its own (the tests check that every other layer is loaded).
             warnings.filterwarnings("ignore", message="Skipping nested container")
-            saving_lib.load_weights_only(model, path, objects_to_skip=heads)
+            saving_lib.load_weights_only(model, path, objects_to_skip=objects_to_skip)
+
+    def load_skipping_heads():
+        load(heads)
         return [layer.name for layer in heads]
 
     if skip_head is True:
         return load_skipping_heads()
     try:
-        saving_lib.load_weights_only(model, path)
+        load()
         return []
     except ValueError as error:
         if skip_head is False or not heads:
