@@ -123,6 +123,10 @@ class DataConfig:
 
 
 _KINETICS = DataConfig()
+_R2PLUS1D = DataConfig(
+    num_frames=16, sampling_rate=1, pathways=("slow",), train_crop=112, test_crop=112,
+    train_jitter_scales=(128, 128), num_clips=10, num_crops=1,
+)
 
 DATA_PRESETS: dict[str, DataConfig] = {
     # Kinetics-400, PySlowFast configs/Kinetics/*.yaml: fast 32 frames x rate 2 for every SlowFast.
@@ -150,7 +154,16 @@ DATA_PRESETS: dict[str, DataConfig] = {
         num_frames=4, sampling_rate=8, pathways=("slow",), train_crop=56, test_crop=64,
         train_jitter_scales=(64, 72), num_clips=3, num_crops=1, num_classes=6,
     ),
+    # R(2+1)D paper family (VMZ recipe): 16 consecutive frames, short side 128, 112 crops,
+    # 10 clips x 1 centre crop at test time.
+    "r2plus1d_16x1": _R2PLUS1D,
+    # torchvision's Kinetics weights were trained with its own mean/std.
+    "r2plus1d_torchvision_16x1": _R2PLUS1D.replace(
+        mean=(0.43216, 0.394666, 0.37645), std=(0.22803, 0.22145, 0.216989)
+    ),
 }
+# Model presets of the R(2+1)D family: r2d_r18, mc3_r34, r2plus1d_r18_torchvision, ...
+_R2PLUS1D_MODEL = re.compile(r"^(?:r2d|fr2d|r3d|r?mc\d|r2plus1d)_r\d+(_torchvision)?$")
 
 
 def get_data_config(name: str, **overrides) -> DataConfig:
@@ -167,6 +180,9 @@ def get_data_config(name: str, **overrides) -> DataConfig:
         DataConfig.
     """
     key = name
+    match = _R2PLUS1D_MODEL.match(name)
+    if match:
+        key = "r2plus1d_torchvision_16x1" if match.group(1) else "r2plus1d_16x1"
     if key not in DATA_PRESETS:
         key = re.sub(r"_r\d+(?:_\d+)*(?=_\d+x\d+)", "", name)  # slowfast_r101_50_50_16x8 -> slowfast_16x8
         key = re.sub(r"_nln", "", key)  # non-local models sample like their plain twins

@@ -173,6 +173,10 @@ def test_presets_follow_model_names():
     assert get_data_config("i3d_r101_8x8").pathways == ("slow",)
     assert get_data_config("fast_r50_32x2").frames_per_pathway() == {"fast": 32}
     assert get_data_config("slowfast_8x8", num_classes=10).num_classes == 10
+    r2p1d = get_data_config("r2plus1d_r34")
+    assert r2p1d.frames_per_pathway() == {"slow": 16} and r2p1d.test_crop == 112
+    assert get_data_config("mc3_r18") == r2p1d
+    assert get_data_config("r2plus1d_r18_torchvision").mean == (0.43216, 0.394666, 0.37645)
     with pytest.raises(ValueError, match="Unknown data preset"):
         get_data_config("x3d_m")
 

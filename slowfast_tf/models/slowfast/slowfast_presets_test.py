@@ -1,6 +1,6 @@
 import pytest
 
-from slowfast_tf.models import PRESETS, build_model, get_preset, list_presets
+from slowfast_tf.models.slowfast import PRESETS, build_model, get_preset, list_presets
 
 REQUIRED = [
     "slowfast_r50_4x16", "slowfast_r50_8x8", "slowfast_r101_8x8", "slowfast_r101_50_50_8x8",
