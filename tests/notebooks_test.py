@@ -1,0 +1,105 @@
+"""The quickstart notebook is well-formed, in sync with its generator, and runs end to end.
+
+The run test executes the notebook's code cells, concatenated, in a fresh Python subprocess
+(cwd = a temp dir, so nothing depends on the repository being the working directory) and reads
+back a few values the notebook computed. No Jupyter or nbformat is needed.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NOTEBOOK = os.path.join(ROOT, "notebooks", "quickstart.ipynb")
+# SlowFast R50 8x8 with a 400-class head (PySlowFast / fvcore count: 34.57 M).
+R50_8X8_PARAMS = 34_566_488
+# On a busy 2-core CI machine the notebook takes ~1-2 minutes; the margin is for contention.
+RUN_TIMEOUT_S = 420
+
+# Executes the code cells in one namespace and writes the checked values as JSON.
+_DRIVER = textwrap.dedent("""\
+    import json, sys
+    with open(sys.argv[1], encoding="utf-8") as f:
+        notebook = json.load(f)
+    code = "\\n\\n".join(
+        "".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code"
+    )
+    namespace = {"__name__": "__main__"}
+    exec(compile(code, sys.argv[1], "exec"), namespace)
+    result = {
+        "r50_params": namespace["r50_params"],
+        "r50_gflops": {str(k): v for k, v in namespace["r50_gflops"].items()},
+        "paper_gflops": namespace["paper_gflops"],
+        "top_k": namespace["TOP_K"],
+        "top_k_labels": namespace["top_k_labels"],
+        "top_k_probabilities": [float(p) for p in namespace["top_k_probabilities"]],
+        "classes": list(namespace["CLASSES"]),
+        "eval_results": {k: float(v) for k, v in namespace["eval_results"].items()},
+        "work_dir_exists": __import__("os").path.exists(namespace["WORK_DIR"]),
+    }
+    with open(sys.argv[2], "w") as f:
+        json.dump(result, f)
+""")
+
+
+def load_notebook():
+    with open(NOTEBOOK, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def test_notebook_is_valid_nbformat4_without_outputs():
+    notebook = load_notebook()
+    assert notebook["nbformat"] == 4 and notebook["nbformat_minor"] >= 5
+    assert notebook["metadata"]["kernelspec"]["language"] == "python"
+    kinds = [cell["cell_type"] for cell in notebook["cells"]]
+    assert set(kinds) == {"markdown", "code"} and kinds[0] == "markdown"
+    ids = [cell["id"] for cell in notebook["cells"]]
+    assert len(set(ids)) == len(ids)  # nbformat 4.5 requires unique cell ids
+    for cell in notebook["cells"]:
+        assert isinstance(cell["source"], list) and cell["metadata"] == {}
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None
+            compile("".join(cell["source"]), cell["id"], "exec")  # every cell parses
+
+
+def test_notebook_matches_generator():
+    sys.path.insert(0, os.path.join(ROOT, "notebooks"))
+    try:
+        import build_quickstart
+    finally:
+        sys.path.pop(0)
+    with open(NOTEBOOK, encoding="utf-8") as f:
+        committed = f.read()
+    assert committed == build_quickstart.dumps(build_quickstart.build_notebook()), (
+        "notebooks/quickstart.ipynb is stale: run python notebooks/build_quickstart.py"
+    )
+
+
+@pytest.mark.slow
+def test_quickstart_notebook_runs(tmp_path):
+    driver = tmp_path / "run_notebook.py"
+    driver.write_text(_DRIVER)
+    result_file = tmp_path / "result.json"
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run(
+        [sys.executable, str(driver), NOTEBOOK, str(result_file)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+    )
+    assert proc.returncode == 0, f"notebook failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    result = json.loads(result_file.read_text())
+
+    assert result["r50_params"] == R50_8X8_PARAMS
+    # fvcore's published SlowFast 8x8 R50 numbers and the paper's Table 2 (65.7 GF).
+    assert round(result["r50_gflops"]["224"], 2) == 50.58
+    assert round(result["r50_gflops"]["256"], 2) == 66.07
+    assert round(result["paper_gflops"], 1) == 65.7
+    assert len(result["top_k_labels"]) == result["top_k"] == 2
+    assert set(result["top_k_labels"]) <= set(result["classes"])
+    probabilities = result["top_k_probabilities"]
+    assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1.0001
+    assert 0.0 <= result["eval_results"]["accuracy"] <= 1.0
+    assert not result["work_dir_exists"]  # the last cell cleans up
