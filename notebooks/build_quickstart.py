@@ -50,6 +50,7 @@ from slowfast_tf import models
 from slowfast_tf.data import build_dataset, get_data_config, pack_pathways, slow_indices, synthetic
 from slowfast_tf.data.transforms import normalize
 from slowfast_tf.serving import export_for_serving, serving_config_from_model
+from slowfast_tf.training import evaluate_multiview
 from tfrecords_tools.convert import convert
 from tfrecords_tools.encode import EncodeSettings
 from tfrecords_tools.sources import read_list_file
@@ -162,7 +163,7 @@ print("records:", {s: (v["videos"], v["shards"]) for s, v in manifest["splits"].
     ("code", """\
 data_config = get_data_config(
     "synthetic_slowfast", num_frames=NUM_FRAMES, alpha=ALPHA, train_crop=CROP, test_crop=CROP,
-    train_jitter_scales=(CROP, 40), num_clips=1, num_crops=1, num_classes=len(CLASSES),
+    train_jitter_scales=(CROP, 40), num_clips=2, num_crops=1, num_classes=len(CLASSES),
 )
 train_ds = build_dataset(os.path.join(record_dir, "train-*.tfrecord"), data_config, "train",
                          batch_size=4, seed=0)
@@ -179,12 +180,14 @@ tiny.compile(
 # The train dataset repeats forever, so steps_per_epoch bounds each epoch.
 history = tiny.fit(train_ds, epochs=2, steps_per_epoch=3, verbose=2)
 
-# "test" mode yields (inputs, label, video_index): num_clips x num_crops views per video.
+# "test" mode yields (inputs, label, video_index), num_clips x num_crops views per video;
+# evaluate_multiview averages each video's softmaxes over its views, as PySlowFast's test does.
 test_ds = build_dataset(os.path.join(record_dir, "test-*.tfrecord"), data_config, "test",
                         batch_size=6)
-eval_results = tiny.evaluate(test_ds.map(lambda x, y, video_index: (x, y)), verbose=0,
-                             return_dict=True)
-print("test:", {k: round(float(v), 4) for k, v in eval_results.items()})"""),
+report = evaluate_multiview(eval_model, test_ds, class_names=list(CLASSES))
+eval_results = report["summary"]
+print(f"test: top-1 {eval_results['top1']:.1f}% on {eval_results['num_videos']} videos x "
+      f"{eval_results['views_per_video']:.0f} clips (chance {100 / len(CLASSES):.1f}%)")"""),
     ("markdown", """\
 ## 4. Export for TF Serving and classify a uint8 clip
 
