@@ -22,14 +22,31 @@ RUN_TIMEOUT_S = 420
 
 # Executes the code cells in one namespace and writes the checked values as JSON.
 _DRIVER = textwrap.dedent("""\
-    import json, sys
+    import json, linecache, sys
     with open(sys.argv[1], encoding="utf-8") as f:
         notebook = json.load(f)
     code = "\\n\\n".join(
-        "".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code"
+        f"# ---- {cell['id']} ----\\n" + "".join(cell["source"])
+        for cell in notebook["cells"] if cell["cell_type"] == "code"
     )
+    # Registered source: the traceback then prints the failing line itself.
+    filename = "<notebook code cells>"
+    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
     namespace = {"__name__": "__main__"}
-    exec(compile(code, sys.argv[1], "exec"), namespace)
+    try:
+        exec(compile(code, filename, "exec"), namespace)
+    except BaseException:
+        import traceback
+        frames = traceback.extract_tb(sys.exc_info()[2])
+        lines = [frame.lineno for frame in frames if frame.filename == filename]
+        if lines:
+            markers = [l for l in code.splitlines()[: lines[-1]] if l.startswith("# ---- ")]
+            print(f"notebook failed in {markers[-1][7:-5]}", file=sys.stderr)
+        # The traceback module reads linecache; the interpreter's own printer would not.
+        traceback.print_exc()
+        sys.exit(1)
+    if len(sys.argv) < 3:
+        sys.exit(0)
     result = {
         "r50_params": namespace["r50_params"],
         "r50_gflops": {str(k): v for k, v in namespace["r50_gflops"].items()},
@@ -79,16 +96,35 @@ def test_notebook_matches_generator():
     )
 
 
-@pytest.mark.slow
-def test_quickstart_notebook_runs(tmp_path):
+def run_notebook(notebook_path, tmp_path, *extra_args, timeout=RUN_TIMEOUT_S):
+    """Runs the notebook's code cells in a fresh interpreter with cwd = `tmp_path`."""
     driver = tmp_path / "run_notebook.py"
     driver.write_text(_DRIVER)
-    result_file = tmp_path / "result.json"
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run(
-        [sys.executable, str(driver), NOTEBOOK, str(result_file)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+    return subprocess.run(
+        [sys.executable, str(driver), str(notebook_path), *map(str, extra_args)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout,
     )
+
+
+def test_runner_reports_the_failing_cell(tmp_path):
+    notebook = {"cells": [
+        {"cell_type": "code", "id": "cell-00", "source": ["x = 1\n", "y = 2"]},
+        {"cell_type": "markdown", "id": "cell-01", "source": ["text"]},
+        {"cell_type": "code", "id": "cell-02", "source": ["z = x + y\n", "raise ValueError(z)"]},
+    ]}
+    path = tmp_path / "broken.ipynb"
+    path.write_text(json.dumps(notebook))
+    proc = run_notebook(path, tmp_path, timeout=60)
+    assert proc.returncode == 1
+    assert "notebook failed in cell-02" in proc.stderr
+    assert "raise ValueError(z)" in proc.stderr and "ValueError: 3" in proc.stderr
+
+
+@pytest.mark.slow
+def test_quickstart_notebook_runs(tmp_path):
+    result_file = tmp_path / "result.json"
+    proc = run_notebook(NOTEBOOK, tmp_path, result_file)
     assert proc.returncode == 0, f"notebook failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     result = json.loads(result_file.read_text())
 
