@@ -119,6 +119,7 @@ tiny = models.build_model(
     num_frames=NUM_FRAMES, alpha=ALPHA, train_crop_size=CROP,
 )
 eval_model = tiny.build_eval_model()
+# features: 8 x 32 = 256 slow + 2 x 32 = 64 fast res5 channels = 320 (R50: 2048 + 256 = 2304).
 print(f"\\ntiny model: {models.count_params(tiny):,} params")
 
 center = {key: value[:, :, 16:48, 16:48] for key, value in inputs.items()}  # 32 px center crop
@@ -143,7 +144,7 @@ line (`python -m tfrecords_tools convert --input k400.csv ...`, see the README) 
 runs the full-length version of this section.
 
 Six training steps only show the mechanics: expect accuracy near chance (1/3) here. The script
-above trains for 6 epochs of 240 videos and then beats a Slow-only baseline."""),
+above trains for 6 epochs of 240 videos and compares SlowFast with a Slow-only baseline."""),
     ("code", """\
 CLASSES = ("flicker_low", "dart_up", "grow")
 video_dir = os.path.join(WORK_DIR, "videos")
@@ -226,9 +227,9 @@ print("\\nSequenceExample of a", true_label.bytes_list.value[0].decode(), "video
 ## Next steps
 
 - **Pretrained weights**: convert PySlowFast / PyTorchVideo / Caffe2 checkpoints with
-  `python -m slowfast_tf.convert --help` (library: `slowfast_tf.convert.convert_checkpoint`); the
-  converted models match the PyTorch logits. See the checkpoint conversion section of the
-  [README](../README.md).
+  `python -m slowfast_tf.convert --help` (library: `slowfast_tf.convert.convert_checkpoint`);
+  the project's parity tests compare converted models with the PyTorch ones. See the checkpoint
+  conversion section of the [README](../README.md).
 - **Training at scale**: `train.py` with the flagfiles in [configs/](../configs) (multi-GPU / TPU
   strategies, mixed precision, multi-view testing), after converting Kinetics with
   `python -m tfrecords_tools convert`.
