@@ -17,6 +17,7 @@ linear layer. VMZ trains without dropout, so ``dropout`` defaults to 0 here.
 import dataclasses
 from types import MappingProxyType
 
+from slowfast_tf.models.common.presets import PresetFamily
 from slowfast_tf.models.r2plus1d.r2plus1d_backbone import VARIANTS, R2Plus1DBackbone
 from slowfast_tf.models.slowfast.slowfast_video_classifier import SlowFastVideoClassifier
 
@@ -87,46 +88,10 @@ _PRESETS["r2plus1d_r18_torchvision"] = R2Plus1DPreset(
 )
 PRESETS = MappingProxyType(_PRESETS)
 
-_CLASSIFIER_KWARGS = ("dropout", "head_pool_size", "train_crop_size", "activation")
-
-
-def list_presets():
-    """Returns the sorted preset names."""
-    return sorted(PRESETS)
-
-
-def get_preset(name):
-    """Returns the ``R2Plus1DPreset`` called ``name`` (``ValueError`` listing valid names)."""
-    if name not in PRESETS:
-        raise ValueError(f"Unknown preset. Valid presets: {list_presets()}. Received: name={name!r}")
-    return PRESETS[name]
-
-
-def build_backbone(preset_name, **overrides):
-    """Builds the ``R2Plus1DBackbone`` of a preset; ``overrides`` replace backbone kwargs."""
-    preset = get_preset(preset_name)
-    return R2Plus1DBackbone(**{**preset.backbone, **overrides})
-
-
-def build_model(preset_name, num_classes=400, **overrides):
-    """Builds a video classifier (``SlowFastVideoClassifier`` head) from an R(2+1)D preset.
-
-    Args:
-        preset_name: str, one of ``list_presets()``.
-        num_classes: int, classes of the projection (400 = Kinetics-400).
-        **overrides: any ``R2Plus1DBackbone`` kwarg (e.g. ``num_frames=8``, ``depth=10,
-            base_filters=8`` for a tiny model, ``norm="sync_batch_norm"``) or classifier kwarg
-            (``dropout``, ``head_pool_size``, ``train_crop_size``, ``activation``).
-
-    Returns:
-        ``SlowFastVideoClassifier`` whose output is logits ``[B, num_classes]``.
-    """
-    preset = get_preset(preset_name)
-    head_kwargs = {k: overrides.pop(k) for k in _CLASSIFIER_KWARGS if k in overrides}
-    head_kwargs.setdefault("dropout", DEFAULT_DROPOUT)
-    # A model built for a fixed small image size (tiny tests) trains at that size.
-    head_kwargs.setdefault("train_crop_size", overrides.get("image_size") or preset.train_crop_size)
-    backbone = R2Plus1DBackbone(**{**preset.backbone, **overrides})
-    return SlowFastVideoClassifier(
-        backbone, num_classes=num_classes, name=preset_name, **head_kwargs
-    )
+_FAMILY = PresetFamily(
+    PRESETS, R2Plus1DBackbone, SlowFastVideoClassifier, head_defaults={"dropout": DEFAULT_DROPOUT}
+)
+list_presets = _FAMILY.list_presets
+get_preset = _FAMILY.get_preset
+build_backbone = _FAMILY.build_backbone
+build_model = _FAMILY.build_model

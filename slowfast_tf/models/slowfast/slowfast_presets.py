@@ -8,6 +8,7 @@ fast frames at stride 2 (``num_frames=32``) and keeps every alpha=4th for the sl
 import dataclasses
 from types import MappingProxyType
 
+from slowfast_tf.models.common.presets import PresetFamily
 from slowfast_tf.models.slowfast.slowfast_backbone import SlowFastBackbone
 from slowfast_tf.models.slowfast.slowfast_video_classifier import SlowFastVideoClassifier
 
@@ -161,45 +162,8 @@ _PRESETS = {
 }
 PRESETS = MappingProxyType(_PRESETS)
 
-_CLASSIFIER_KWARGS = ("dropout", "head_pool_size", "train_crop_size", "activation")
-
-
-def list_presets():
-    """Returns the sorted preset names."""
-    return sorted(PRESETS)
-
-
-def get_preset(name):
-    """Returns the ``SlowFastPreset`` called ``name`` (``ValueError`` listing valid names)."""
-    if name not in PRESETS:
-        raise ValueError(f"Unknown preset. Valid presets: {list_presets()}. Received: name={name!r}")
-    return PRESETS[name]
-
-
-def build_backbone(preset_name, **overrides):
-    """Builds the ``SlowFastBackbone`` of a preset; ``overrides`` replace backbone kwargs."""
-    preset = get_preset(preset_name)
-    return SlowFastBackbone(**{**preset.backbone, **overrides})
-
-
-def build_model(preset_name, num_classes=400, **overrides):
-    """Builds a ``SlowFastVideoClassifier`` from a preset.
-
-    Args:
-        preset_name: str, one of ``list_presets()``.
-        num_classes: int, classes of the projection (400 = Kinetics-400).
-        **overrides: any ``SlowFastBackbone`` kwarg (e.g. ``depth=18, width=8`` for a tiny
-            model, ``norm="sync_batch_norm"``, ``image_size=224``) or classifier kwarg
-            (``dropout``, ``head_pool_size``, ``train_crop_size``, ``activation``).
-
-    Returns:
-        ``SlowFastVideoClassifier`` whose output is logits ``[B, num_classes]``.
-    """
-    preset = get_preset(preset_name)
-    head_kwargs = {k: overrides.pop(k) for k in _CLASSIFIER_KWARGS if k in overrides}
-    # A model built for a fixed small image size (tiny tests) trains at that size.
-    head_kwargs.setdefault("train_crop_size", overrides.get("image_size") or preset.train_crop_size)
-    backbone = SlowFastBackbone(**{**preset.backbone, **overrides})
-    return SlowFastVideoClassifier(
-        backbone, num_classes=num_classes, name=preset_name, **head_kwargs
-    )
+_FAMILY = PresetFamily(PRESETS, SlowFastBackbone, SlowFastVideoClassifier)
+list_presets = _FAMILY.list_presets
+get_preset = _FAMILY.get_preset
+build_backbone = _FAMILY.build_backbone
+build_model = _FAMILY.build_model
