@@ -149,6 +149,22 @@ def _backbone_loss(outputs):
     return loss
 
 
+def _run_standard_checks(
+    model, cls, init_kwargs, input_data, loss_fn, *, float32_outputs, saving, predict,
+    mixed_precision, training,
+):
+    """The checks every model test shares: config round trip, then the optional ones."""
+    _run_config_test(model, cls)
+    if saving:
+        _run_saving_test(model, input_data)
+    if predict:
+        _run_predict_test(model, input_data)
+    if mixed_precision:
+        _run_mixed_precision_test(cls, init_kwargs, input_data, float32_outputs=float32_outputs)
+    if training:
+        _run_training_test(model, input_data, loss_fn)
+
+
 def run_video_backbone_test(
     cls,
     init_kwargs,
@@ -178,15 +194,11 @@ def run_video_backbone_test(
     """
     model = cls(**init_kwargs)
     _check_shapes(model(input_data, training=False), expected_output_shape)
-    _run_config_test(model, cls)
-    if run_saving_test:
-        _run_saving_test(model, input_data)
-    if run_predict_test:
-        _run_predict_test(model, input_data)
-    if run_mixed_precision_test:
-        _run_mixed_precision_test(cls, init_kwargs, input_data, float32_outputs=False)
-    if run_training_test:
-        _run_training_test(model, input_data, _backbone_loss)
+    _run_standard_checks(
+        model, cls, init_kwargs, input_data, _backbone_loss, float32_outputs=False,
+        saving=run_saving_test, predict=run_predict_test,
+        mixed_precision=run_mixed_precision_test, training=run_training_test,
+    )
     return model
 
 
@@ -227,19 +239,17 @@ def run_video_classifier_test(
         assert probabilities.shape == tuple(expected_output_shape)
         if getattr(model, "activation", "softmax") == "softmax":
             np.testing.assert_allclose(probabilities.sum(-1), 1.0, rtol=1e-5)
-    _run_config_test(model, cls)
-    if run_saving_test:
-        _run_saving_test(model, input_data)
-    if run_predict_test:
-        _run_predict_test(model, input_data)
-    if run_mixed_precision_test:
-        _run_mixed_precision_test(cls, init_kwargs, input_data, float32_outputs=True)
-    if run_training_test:
-        batch, num_classes = expected_output_shape
-        labels = np.arange(batch) % num_classes
+    batch, num_classes = expected_output_shape
+    labels = np.arange(batch) % num_classes
 
-        def loss_fn(outputs):
-            return keras.losses.sparse_categorical_crossentropy(labels, outputs, from_logits=True)
+    def loss_fn(outputs):
+        return tf.reduce_mean(
+            keras.losses.sparse_categorical_crossentropy(labels, outputs, from_logits=True)
+        )
 
-        _run_training_test(model, input_data, lambda out: tf.reduce_mean(loss_fn(out)))
+    _run_standard_checks(
+        model, cls, init_kwargs, input_data, loss_fn, float32_outputs=True,
+        saving=run_saving_test, predict=run_predict_test,
+        mixed_precision=run_mixed_precision_test, training=run_training_test,
+    )
     return model
