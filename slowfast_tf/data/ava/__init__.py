@@ -1,0 +1,1 @@
+"""AVA spatio-temporal action detection data: file formats, records, tf.data pipeline, synthetic set."""
