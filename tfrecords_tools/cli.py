@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--no-progress", action="store_true")
     conv.add_argument("--delay-per-video", type=float, default=0.0, help=argparse.SUPPRESS)
 
+    from tfrecords_tools import ava
+
+    ava.add_parser(sub)
     ins = sub.add_parser("inspect", help="counts, shapes and sample frames of converted shards")
     ins.add_argument("pattern", help='glob of shards, e.g. "OUT/train-*.tfrecord"')
     ins.add_argument("--num-records", type=int, default=4, help="records to show")
@@ -83,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         split_at = argv.index("--")
         argv, beam_args = argv[:split_at], argv[split_at + 1 :]
     args = build_parser().parse_args(argv)
+    if args.command == "convert-ava":
+        from tfrecords_tools.ava import run
+
+        return run(args)
     if args.command == "inspect":
         from tfrecords_tools.inspect_records import inspect
 
