@@ -5,8 +5,9 @@ keyframe holding its own 64-frame window would store every frame about 64 times 
 windows of consecutive keyframes overlap by 34 frames); one record per movie is a 400 MB proto
 that every keyframe would parse. A segment record stores the frames of ``segment_seconds``
 consecutive keyframes once, plus ``context_frames`` on each side, so every keyframe's clip lies
-inside its segment: frames per keyframe = ``fps + 2 * context_frames / segment_seconds``
-(36.4 at 30 fps, 10 s segments, 32 frames of context, against 64 for per-keyframe records).
+inside its segment: a full segment stores ``(S - 1) * fps + 2 * context_frames`` frames for S
+keyframes, 33.4 frames per keyframe at 30 fps, S = 10 and 32 frames of context (against 64 for
+per-keyframe records; ``tfrecords_tools/ava_test.py`` checks the number on AVA's 902-1798 plan).
 
 context
     ``clip/media_id`` (video id), ``clip/start/timestamp`` / ``clip/end/timestamp`` (int64 µs,
