@@ -72,6 +72,7 @@ def test_generation_is_deterministic(synth, tmp_path):
         assert (tmp_path / name).read_bytes() == (synth / name).read_bytes()
 
 
+@pytest.mark.slow  # ~40 s on 2 cores: two conversions, decoding, two pipelines
 def test_convert_videos_and_frames_then_pipeline_and_eval(synth, tmp_path, capsys):
     out = tmp_path / "records"
     summary = _convert(synth, out, "--videos", str(synth / "videos"), "--short-side", "0")
@@ -98,6 +99,12 @@ def test_convert_videos_and_frames_then_pipeline_and_eval(synth, tmp_path, capsy
     inputs, labels = next(iter(ava_pipeline.build_ava_dataset(pattern, config, "train", 2)))
     assert inputs["fast"].shape == (2, 16, 32, 32, 3) and inputs["slow"].shape == (2, 4, 32, 32, 3)
     assert labels.shape == (2, 4, 80) and inputs["box_mask"].shape == (2, 4)
+    # the README's full-size preset (element_spec only: nothing is decoded)
+    full = ava_pipeline.build_ava_dataset(pattern, ava_pipeline.AVA_DATA_PRESETS["ava_slowfast_32x2"],
+                                          "train", 8).element_spec
+    assert full[0]["slow"].shape == (8, 8, 224, 224, 3) and full[0]["fast"].shape == (8, 32, 224, 224, 3)
+    assert full[0]["boxes"].shape == (8, 32, 4) and full[0]["box_mask"].shape == (8, 32)
+    assert full[1].shape == (8, 32, 80)
 
     # oracle: ground-truth boxes at test time, "scores" = the labels -> frame-mAP 1 under both
     # protocols, through the official detections CSV

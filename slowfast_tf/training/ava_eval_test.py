@@ -133,6 +133,8 @@ def test_evaluate_files_and_cli(tmp_path, capsys):
     m = ava_eval.main(args)
     assert m[ava_eval.MAP_KEY] == 1.0 and math.isnan(ap(m, "b"))
     assert '"PascalBoxes_Precision/mAP@0.5IOU": 1.0' in capsys.readouterr().out
+    assert ava_eval.main(args + ["--protocol", "pyslowfast"])[ava_eval.MAP_KEY] == 1.0
+    capsys.readouterr()
     (tmp_path / "det.csv").write_text("v,0902,0.1,0.1,0.2\n")
     with pytest.raises(SystemExit) as e:
         ava_eval.main(args)
