@@ -20,6 +20,10 @@ Output::
     OUT/{split}_exclusions.csv                the exclusions (empty file when none)
     OUT/{split}_ava.json                      counts, failures and the measured bytes per keyframe
 
+Memory: a video's frames are held as JPEGs while its segments are written (a 15-minute cut at
+30 fps and 256 short side is roughly 0.5 GB per worker); convert PySlowFast's 900-1800 s cuts
+(``--time-offset 900``) rather than whole movies.
+
 The JSON line printed at the end includes ``bytes_per_keyframe`` (serialized record bytes divided
 by keyframes) and ``frames_per_keyframe``.
 """
