@@ -129,7 +129,7 @@ def test_merge_and_pad_boxes(runner):
     assert p2.shape == (2, 4) and m2.numpy().tolist() == [1, 1]
 
 
-def _segment(tmp_path, num_frames=60, start=10, stored=50, height=24, width=32):
+def _segment(tmp_path, num_frames=60, start=10, stored=50, height=24, width=32, name="seg"):
     """A 60-frame video at 30 fps (frame 0 at 900 s); the segment stores frames [10, 60)."""
     jpegs = []
     for i in range(start, start + stored):
@@ -143,7 +143,7 @@ def _segment(tmp_path, num_frames=60, start=10, stored=50, height=24, width=32):
             902: [AvaRow("v", 902, (0.1, 0.1, 0.2, 0.2), -1, score=0.3)]}
     example = make_segment_example("v", jpegs, start, num_frames, 30.0, height, width, [901, 902],
                                    gt, pred, time_offset=900)
-    return write_records(tmp_path / "seg.tfrecord", [example.SerializeToString()])
+    return write_records(tmp_path / f"{name}.tfrecord", [example.SerializeToString()])
 
 
 def test_keyframes_of_segment_gathers_clamped_clips_and_filters_boxes(tmp_path):
@@ -206,3 +206,18 @@ def test_build_dataset_train_boxes_follow_the_pixels(tmp_path):
         P.build_ava_dataset(str(tmp_path / "none-*"), config, "train", 1)
     with pytest.raises(ValueError, match="test_boxes"):
         P.AvaDataConfig(test_boxes="gt")
+
+
+def test_test_batches_pad_frames_and_normalise_boxes_to_the_padded_input(tmp_path):
+    paths = [_segment(tmp_path, width=32, name="a"), _segment(tmp_path, width=48, name="b")]
+    config = P.AvaDataConfig(num_frames=8, sampling_rate=4, alpha=4, test_size=24, max_boxes=2)
+    inputs, _, meta = next(iter(P.build_ava_dataset(paths, config, "test", batch_size=2)))
+    assert inputs["fast"].shape == (2, 8, 24, 48, 3)
+    # the 24x32 video is padded with zeros on the right; its box (0.5..0.9 of 32 px, clipped to
+    # 31) stays on the same pixels, now divided by the padded width 48
+    assert np.all(inputs["fast"][0, :, :, 32:].numpy() == 0)
+    np.testing.assert_allclose(inputs["boxes"][0, 0].numpy() * [48, 24, 48, 24], [16, 12, 28.8, 21.6],
+                               rtol=1e-5)
+    np.testing.assert_allclose(inputs["boxes"][1, 0].numpy() * [48, 24, 48, 24], [24, 12, 43.2, 21.6],
+                               rtol=1e-5)
+    np.testing.assert_allclose(meta["ori_boxes"][:, 0].numpy(), [[0.5, 0.5, 0.9, 0.9]] * 2)
