@@ -79,11 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--jpeg-qscale", type=int, default=3, help="MJPEG quality 2 (best)..31")
     conv.add_argument("--max-seconds", type=float, default=0.0, help="truncate videos (0 = all)")
     conv.add_argument("--max-duration-seconds", type=float, default=1800.0,
-                      help="refuse (list in failures.tsv) videos longer than this; 0 = no limit")
+                      help="refuse (list in failures.tsv) videos longer than this; 0 = no limit "
+                      "(default: %(default)s)")
     conv.add_argument("--max-frames", type=int, default=54_000,
-                      help="refuse videos giving more output frames; 0 = no limit")
+                      help="refuse videos giving more output frames; 0 = no limit "
+                      "(default: %(default)s)")
     conv.add_argument("--max-gap-seconds", type=float, default=10.0,
-                      help="refuse videos with a longer jump between frame timestamps; 0 = no limit")
+                      help="refuse videos with a longer jump between frame timestamps; 0 = no "
+                      "limit (default: %(default)s)")
     conv.add_argument("--overwrite", action="store_true",
                       help="when OUT holds a split converted from a different input list or "
                       "settings, delete its shards and convert it again (default: refuse)")

@@ -104,7 +104,9 @@ def test_refused_video_is_listed_and_the_others_convert(videos, tmp_path, capsys
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["splits"]["train"]["videos"] == 1
     assert manifest["splits"]["train"]["frames"] == 12
+    # The defaults the README names.
     assert manifest["settings"]["max_gap"] == 10.0 and manifest["settings"]["max_frames"] == 54000
+    assert manifest["settings"]["max_duration"] == 1800.0
 
 
 def test_rerun_with_a_changed_input_list_is_refused_or_redone(videos, tmp_path, capsys):
