@@ -339,7 +339,10 @@ def _check_plan(out_dir: str, settings: EncodeSettings, shards: list[Shard],
             for shard in split_shards:
                 meta_path = os.path.join(out_dir, META_DIR, shard.name + ".json")
                 if os.path.exists(os.path.join(out_dir, shard.name + ".tfrecord")):
-                    meta = json.load(open(meta_path)) if os.path.exists(meta_path) else {}
+                    meta = {}
+                    if os.path.exists(meta_path):
+                        with open(meta_path) as f:
+                            meta = json.load(f)
                     if meta.get("plan") != shard.plan_hash:
                         reason = f"shard {shard.name} holds other videos than planned now"
                         break

@@ -136,6 +136,14 @@ def test_rerun_with_a_changed_input_list_is_refused_or_redone(videos, tmp_path, 
     assert manifest["splits"]["train"]["per_class"] == {"0": 1, "1": 4}
     # The same plan again resumes (nothing to do) without --overwrite.
     assert run_cli(capsys, *args)[0] == 0
+    # A finished shard whose meta records another plan (e.g. copied in from elsewhere) is
+    # caught shard by shard.
+    meta_path = sorted((out / "_meta").glob("train-*.json"))[0]
+    meta = json.loads(meta_path.read_text())
+    meta["plan"] = "0" * 64
+    meta_path.write_text(json.dumps(meta))
+    status, err = run_cli(capsys, *args)
+    assert status == 2 and f"shard {meta_path.stem} holds other videos than planned" in err[0]
 
 
 def test_failures_tsv_quotes_tabs_and_newlines_and_non_utf8_names_fail_alone(videos, tmp_path):
