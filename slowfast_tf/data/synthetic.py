@@ -135,17 +135,21 @@ def rgb_to_yuv420p(frame: np.ndarray) -> np.ndarray:
     """uint8 ``[H, W, 3]`` RGB (H, W even) -> ``[H * 3 // 2, W]`` planar YUV 4:2:0, BT.601
     limited range, in exact integer arithmetic (the layout ``VideoFrame.from_ndarray`` takes).
 
-    Chroma is computed from the sum of each 2x2 RGB block, so the result depends on nothing but
-    the input (FFmpeg's swscale picks SIMD paths and slice threads at run time).
+    Chroma averages horizontal pixel pairs and filters rows with taps (1, 3, 3, 1) / 8 (edge
+    rows repeated), as FFmpeg's swscale does, but the result depends on nothing but the input:
+    swscale itself picks SIMD paths and slice threads at run time.
     """
     height, width = frame.shape[:2]
-    rgb = frame.astype(np.int32)
+    rgb = frame.astype(np.int64)
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    y = ((66 * r + 129 * g + 25 * b + 128) >> 8) + 16
-    blocks = rgb.reshape(height // 2, 2, width // 2, 2, 3).sum(axis=(1, 3))  # 4x the mean
-    rs, gs, bs = blocks[..., 0], blocks[..., 1], blocks[..., 2]
-    u = ((-38 * rs - 74 * gs + 112 * bs + 512) >> 10) + 128
-    v = ((112 * rs - 94 * gs - 18 * bs + 512) >> 10) + 128
+    y = (65481 * r + 128553 * g + 24966 * b + 127500) // 255000 + 16
+    pairs = rgb[:, 0::2] + rgb[:, 1::2]  # [H, W / 2, 3], 2x the mean
+    padded = np.concatenate([pairs[:1], pairs, pairs[-1:]], axis=0)
+    sums = padded[0:-3:2] + 3 * padded[1:-2:2] + 3 * padded[2:-1:2] + padded[3::2]  # 16x the mean
+    rs, gs, bs = sums[..., 0], sums[..., 1], sums[..., 2]
+    scale = 16 * 255000
+    u = (-37797 * rs - 74203 * gs + 112000 * bs + scale // 2) // scale + 128
+    v = (112000 * rs - 93786 * gs - 18214 * bs + scale // 2) // scale + 128
     planes = [np.clip(p, 0, 255).astype(np.uint8).ravel() for p in (y, u, v)]
     return np.concatenate(planes).reshape(height * 3 // 2, width)
 
