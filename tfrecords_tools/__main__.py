@@ -5,6 +5,8 @@ pay for TensorFlow.
 """
 
 if __name__ == "__main__":
-    from tfrecords_tools.cli import main
+    import sys
 
-    main()
+    from tfrecords_tools.cli import run
+
+    sys.exit(run())

@@ -1,4 +1,8 @@
-"""Command line of ``python -m tfrecords_tools``: ``convert`` and ``inspect`` subcommands."""
+"""Command line of ``python -m tfrecords_tools``: ``convert`` and ``inspect`` subcommands.
+
+Bad input (a malformed listing line, a missing or empty input, an unwritable ``--out``, a
+corrupt shard given to ``inspect``, a rerun whose plan differs) prints one ``error: ...`` line
+and exits with status 2."""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ def detect_format(path: str) -> str:
     ``list`` (PySlowFast ``path label``)."""
     if os.path.isdir(path):
         return "folder"
-    with open(path) as f:
+    with open(path, encoding="utf-8", errors="replace") as f:
         header = f.readline()
     return "kinetics" if "youtube_id" in header else "list"
 
@@ -30,12 +34,29 @@ def load_items(args: argparse.Namespace):
     fmt = detect_format(args.input) if args.input_format == "auto" else args.input_format
     if fmt == "kinetics":
         root = args.video_root or os.path.dirname(os.path.abspath(args.input))
-        return read_kinetics_csv(args.input, root, args.split)
-    if fmt == "list":
-        return read_list_file(args.input, args.split or "train", args.path_prefix or "")
-    if fmt == "folder":
-        return read_folder_tree(args.input, args.split or "train")
-    raise ValueError(f"input_format must be one of {INPUT_FORMATS}. Received: {fmt!r}")
+        items = read_kinetics_csv(args.input, root, args.split)
+    elif fmt == "list":
+        items = read_list_file(args.input, args.split or "train", args.path_prefix or "")
+    elif fmt == "folder":
+        items = read_folder_tree(args.input, args.split or "train")
+    else:
+        raise ValueError(f"input_format must be one of {INPUT_FORMATS}. Received: {fmt!r}")
+    if not items:
+        which = f" of split {args.split!r}" if fmt == "kinetics" and args.split else ""
+        raise ValueError(f"--input lists no videos{which} ({fmt} format). Received: {args.input}")
+    return items
+
+
+def check_out_dir(out: str) -> None:
+    """Creates `out` or raises a one-line ValueError saying why it cannot be written."""
+    try:
+        os.makedirs(out, exist_ok=True)
+        probe = os.path.join(out, f".tmp-{os.getpid()}-write-test")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise ValueError(f"--out cannot be written ({e.strerror or e}). Received: out={out!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--short-side", type=int, default=256, help="resize short side (0 keeps)")
     conv.add_argument("--jpeg-qscale", type=int, default=3, help="MJPEG quality 2 (best)..31")
     conv.add_argument("--max-seconds", type=float, default=0.0, help="truncate videos (0 = all)")
+    conv.add_argument("--max-duration-seconds", type=float, default=1800.0,
+                      help="refuse (list in failures.tsv) videos longer than this; 0 = no limit "
+                      "(default: %(default)s)")
+    conv.add_argument("--max-frames", type=int, default=54_000,
+                      help="refuse videos giving more output frames; 0 = no limit "
+                      "(default: %(default)s)")
+    conv.add_argument("--max-gap-seconds", type=float, default=10.0,
+                      help="refuse videos with a longer jump between frame timestamps; 0 = no "
+                      "limit (default: %(default)s)")
+    conv.add_argument("--overwrite", action="store_true",
+                      help="when OUT holds a split converted from a different input list or "
+                      "settings, delete its shards and convert it again (default: refuse)")
     conv.add_argument("--num-shards", type=int, default=0, help="shards per split (0 = auto)")
     conv.add_argument("--videos-per-shard", type=int, default=64)
     conv.add_argument("--workers", type=int, default=os.cpu_count() or 1,
@@ -96,9 +129,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
         return inspect(args.pattern, args.num_records, args.frames, args.sheet,
                        args.max_records, args.ascii_width)
 
-    settings = EncodeSettings(args.target_fps, args.short_side, args.jpeg_qscale,
-                              args.max_seconds, args.delay_per_video)
+    settings = EncodeSettings(
+        target_fps=args.target_fps, short_side=args.short_side, jpeg_qscale=args.jpeg_qscale,
+        max_seconds=args.max_seconds, delay_per_video=args.delay_per_video,
+        max_duration=args.max_duration_seconds, max_frames=args.max_frames,
+        max_gap=args.max_gap_seconds,
+    )
     items = load_items(args)
+    if args.runner == "local":
+        check_out_dir(args.out)
     if args.runner == "beam":
         from tfrecords_tools.beam_runner import import_beam, run_beam
         from tfrecords_tools.convert import LabelMap
@@ -114,9 +153,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
     manifest = convert(
         items, args.out, settings, classes_file=args.classes, num_shards=args.num_shards,
         videos_per_shard=args.videos_per_shard, workers=args.workers, seed=args.seed,
-        progress=not args.no_progress,
+        progress=not args.no_progress, overwrite=args.overwrite,
     )
     counts = {split: {k: v for k, v in entry.items() if k != "per_class"}
               for split, entry in manifest["splits"].items()}
     print(json.dumps({"out": args.out, "splits": counts, "failures": len(manifest["failures"])}))
     return manifest
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """``python -m tfrecords_tools``: `main`, with bad input as one ``error:`` line and exit 2."""
+    try:
+        main(argv)
+    except (ValueError, OSError) as e:
+        text = str(e).strip().splitlines()
+        print(f"error: {text[0] if text else type(e).__name__}", file=sys.stderr)
+        return 2
+    return 0

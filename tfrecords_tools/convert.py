@@ -4,26 +4,35 @@ Output directory layout::
 
     OUT/classes.txt                         label map, one class per line (reused by later splits)
     OUT/{split}-{k:05d}-of-{n:05d}.tfrecord finished shards only (temp file + rename)
-    OUT/_meta/{shard}.json                  ids, labels and failures of one finished shard
-    OUT/failures.tsv                        split, path, video id, reason (all splits)
+    OUT/_meta/{shard}.json                  ids, labels, failures and plan hash of one finished shard
+    OUT/_meta/settings.json                 per split: encode settings, shard count, plan hash
+    OUT/failures.tsv                        split, path, video id, reason (all splits; csv-quoted)
     OUT/manifest.json                       counts per split / class, classes, failures, settings
 
 The output directory must be a local path (shards are renamed with ``os.replace``); use the Beam
-runner to write to cloud storage.
+runner to write to cloud storage. Every file is written through `slowfast_tf.utils.fileio`
+(temp file in the same folder, then rename).
 
 Resuming: the shard plan is a deterministic function of the inputs, ``--seed`` and the shard
-count, so a rerun recomputes it, skips shards whose final file exists and redoes the rest. A
-killed run leaves at most hidden ``.*.tmp`` files, which the next run deletes; readers globbing
-``{split}-*.tfrecord`` never see them.
+count, so a rerun recomputes it, skips shards whose final file exists and redoes the rest. What
+each shard holds (its video ids and labels) is hashed into ``_meta``; a rerun whose plan differs
+(input list, settings, seed or shard count changed) is refused while shards of the old plan
+exist, or, with ``overwrite=True`` (``--overwrite``), the split's old shards are deleted and it is
+converted again. Old and new plans are never mixed. A killed run leaves at most hidden temp files
+(``.tmp-*``), which the next run deletes; readers globbing ``{split}-*.tfrecord`` never see them.
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import json
 import math
 import multiprocessing
 import os
 import random
+import re
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -31,6 +40,7 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
+from slowfast_tf.utils import fileio
 from tfrecords_tools.encode import EncodeSettings, encode_item
 from tfrecords_tools.sources import VideoItem
 
@@ -50,6 +60,12 @@ class Shard:
     @property
     def name(self) -> str:
         return f"{self.split}-{self.index:05d}-of-{self.count:05d}"
+
+    @property
+    def plan_hash(self) -> str:
+        """sha256 of what this shard holds: its name and each video's id and labels, in order."""
+        content = [self.name] + [[it.video_id, [str(x) for x in it.labels]] for it in self.items]
+        return hashlib.sha256(json.dumps(content).encode("utf-8", "backslashreplace")).hexdigest()
 
 
 class LabelMap:
@@ -109,10 +125,7 @@ def _read_lines(path: str) -> list[str]:
 
 
 def _atomic_write(path: str, text: str) -> None:
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    fileio.atomic_write_text(path, text)
 
 
 def plan_shards(
@@ -134,13 +147,14 @@ def plan_shards(
 
 
 def remove_stale_temp_files(out_dir: str) -> int:
-    """Deletes ``.*.tmp`` leftovers of an interrupted run; returns how many."""
+    """Deletes temp-file leftovers of an interrupted run (``.tmp-*`` and the older ``.*.tmp``);
+    returns how many."""
     removed = 0
     for folder in (out_dir, os.path.join(out_dir, META_DIR)):
         if not os.path.isdir(folder):
             continue
         for name in os.listdir(folder):
-            if name.startswith(".") and name.endswith(".tmp"):
+            if name.startswith(".tmp-") or (name.startswith(".") and name.endswith(".tmp")):
                 os.remove(os.path.join(folder, name))
                 removed += 1
     return removed
@@ -180,6 +194,7 @@ def convert(
     workers: int = 0,
     seed: int = 0,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict:
     """Converts `items` into shards under `out_dir` (local runner) and returns the manifest.
 
@@ -195,9 +210,15 @@ def convert(
             guard, and its top-level imports are repeated in every worker.
         seed: int, seed of the shard assignment.
         progress: bool, tqdm bar.
+        overwrite: bool, when a split in `out_dir` was converted with a different plan (input
+            list, settings, seed or shard count), delete its shards and convert it again instead
+            of refusing.
 
     Returns:
         The manifest dict (also written to ``OUT/manifest.json``).
+
+    Raises:
+        ValueError: a split's existing shards were planned differently and `overwrite` is False.
     """
     import tensorflow as tf
 
@@ -211,7 +232,7 @@ def convert(
         print(f"removed {stale} temp file(s) of an interrupted run")
     label_map = LabelMap.resolve(out_dir, items, classes_file)
     shards = plan_shards(items, num_shards, videos_per_shard, seed)
-    _check_settings(out_dir, settings, shards)
+    _check_plan(out_dir, settings, shards, overwrite)
     pending = [s for s in shards if not os.path.exists(os.path.join(out_dir, s.name + ".tfrecord"))]
     done = len(shards) - len(pending)
     if done:
@@ -233,43 +254,111 @@ def convert(
     results = _results(tasks, settings, workers)
     for shard in pending:
         final = os.path.join(out_dir, shard.name + ".tfrecord")
-        tmp = os.path.join(out_dir, f".{shard.name}.tfrecord.{os.getpid()}.tmp")
-        meta = {"shard": shard.name, "split": shard.split, "videos": [], "failures": []}
-        with tf.io.TFRecordWriter(tmp) as writer:
-            for _ in shard.items:
-                result = next(results)
-                bar.update(1)
-                if not result["ok"]:
-                    meta["failures"].append({k: result[k] for k in ("path", "video_id", "reason")})
-                    continue
-                video = result["video"]
-                indices, names = label_map.encode(result["labels"])
-                example = make_sequence_example(
-                    video.jpeg_frames, indices, names, result["video_id"], video.fps,
-                    video.height, video.width,
-                )
-                writer.write(example.SerializeToString())
-                meta["videos"].append({"video_id": result["video_id"], "labels": names,
-                                       "num_frames": len(video.jpeg_frames)})
-        # Meta first, shard last: a shard file is only ever visible together with its meta.
-        _atomic_write(os.path.join(out_dir, META_DIR, shard.name + ".json"), json.dumps(meta))
-        os.replace(tmp, final)
+        meta = {"shard": shard.name, "split": shard.split, "plan": shard.plan_hash,
+                "videos": [], "failures": []}
+        with fileio.atomic_path(final) as tmp:
+            with tf.io.TFRecordWriter(tmp) as writer:
+                for _ in shard.items:
+                    result = next(results)
+                    bar.update(1)
+                    if not result["ok"]:
+                        meta["failures"].append(
+                            {k: result[k] for k in ("path", "video_id", "reason")})
+                        continue
+                    video = result["video"]
+                    indices, names = label_map.encode(result["labels"])
+                    example = make_sequence_example(
+                        video.jpeg_frames, indices, names, result["video_id"], video.fps,
+                        video.height, video.width,
+                    )
+                    writer.write(example.SerializeToString())
+                    meta["videos"].append({"video_id": result["video_id"], "labels": names,
+                                           "num_frames": len(video.jpeg_frames)})
+            # Meta first, shard last (renamed when this block exits): a shard file is only ever
+            # visible together with its meta.
+            _atomic_write(os.path.join(out_dir, META_DIR, shard.name + ".json"), json.dumps(meta))
     bar.close()
     return write_manifest(out_dir, settings, label_map.classes)
 
 
-def _check_settings(out_dir: str, settings: EncodeSettings, shards: list[Shard]) -> None:
-    """Refuses to resume a split with different settings (the shards would be inconsistent)."""
+def _split_files(out_dir: str, split: str) -> list[str]:
+    """Finished shards of `split` in `out_dir` and their ``_meta`` files (paths)."""
+    pattern = re.compile(re.escape(split) + r"-\d{5}-of-\d{5}\.(tfrecord|json)")
+    found = []
+    for folder, ext in ((out_dir, "tfrecord"), (os.path.join(out_dir, META_DIR), "json")):
+        if os.path.isdir(folder):
+            found += [os.path.join(folder, name) for name in sorted(os.listdir(folder))
+                      if pattern.fullmatch(name) and name.endswith(ext)]
+    return found
+
+
+def _split_plan(settings: EncodeSettings, shards: list[Shard]) -> dict:
+    """What a split's shards are planned to hold, as saved in ``_meta/settings.json``."""
+    digest = hashlib.sha256("".join(s.plan_hash for s in shards).encode()).hexdigest()
+    return {
+        "encode": {k: v for k, v in settings.to_dict().items() if k != "delay_per_video"},
+        "num_shards": shards[0].count,
+        "plan": {"videos": sum(len(s.items) for s in shards), "sha256": digest},
+    }
+
+
+def _plan_difference(saved: dict | None, entry: dict) -> str:
+    if saved is None:
+        return "no plan was recorded (an older converter, or _meta/settings.json was removed)"
+    if saved.get("encode") != entry["encode"]:
+        return f"different settings: {saved.get('encode')} then, {entry['encode']} now"
+    if saved.get("num_shards") != entry["num_shards"]:
+        return (f"different settings: {saved.get('num_shards')} shards then, "
+                f"{entry['num_shards']} now")
+    then = saved.get("plan") or {}
+    return (f"a different input list or --seed: {then.get('videos', '?')} videos planned then, "
+            f"{entry['plan']['videos']} now (plan sha256 {str(then.get('sha256'))[:12]} vs "
+            f"{entry['plan']['sha256'][:12]})")
+
+
+def _check_plan(out_dir: str, settings: EncodeSettings, shards: list[Shard],
+                overwrite: bool) -> None:
+    """Refuses (or, with `overwrite`, deletes) a split's shards planned differently from now.
+
+    A split's plan is its encode settings, shard count and the sha256 of every shard's videos
+    and labels. Finished shards are also checked one by one against their ``_meta`` plan hash.
+    """
     path = os.path.join(out_dir, META_DIR, "settings.json")
-    saved = json.load(open(path)) if os.path.exists(path) else {}
-    current = {k: v for k, v in settings.to_dict().items() if k != "delay_per_video"}
+    saved = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
     for split in sorted({s.split for s in shards}):
-        entry = {"encode": current, "num_shards": next(s.count for s in shards if s.split == split)}
-        if split in saved and saved[split] != entry:
-            raise ValueError(
-                f"Split {split!r} in {out_dir} was started with different settings "
-                f"({saved[split]}); now {entry}. Use a new output directory."
-            )
+        split_shards = [s for s in shards if s.split == split]
+        entry = _split_plan(settings, split_shards)
+        existing = _split_files(out_dir, split)
+        reason = None
+        if saved.get(split) != entry:
+            reason = _plan_difference(saved.get(split), entry)
+        else:
+            for shard in split_shards:
+                meta_path = os.path.join(out_dir, META_DIR, shard.name + ".json")
+                if os.path.exists(os.path.join(out_dir, shard.name + ".tfrecord")):
+                    meta = {}
+                    if os.path.exists(meta_path):
+                        with open(meta_path) as f:
+                            meta = json.load(f)
+                    if meta.get("plan") != shard.plan_hash:
+                        reason = f"shard {shard.name} holds other videos than planned now"
+                        break
+        if reason and existing:
+            shard_files = [p for p in existing if p.endswith(".tfrecord")]
+            if not overwrite:
+                raise ValueError(
+                    f"Split {split!r} in {out_dir} has {len(shard_files)} finished shard(s) "
+                    f"converted with {reason}. Refusing to mix them with this run: rerun with "
+                    "--overwrite to delete them and convert the split again, or use a new "
+                    "output directory."
+                )
+            for file in existing:
+                os.remove(file)
+            print(f"--overwrite: deleted {len(shard_files)} shard(s) of split {split!r} "
+                  f"converted with {reason}")
         saved[split] = entry
     _atomic_write(path, json.dumps(saved, indent=2))
 
@@ -282,7 +371,8 @@ def write_manifest(out_dir: str, settings: EncodeSettings, classes: Sequence[str
     for name in sorted(os.listdir(meta_dir)):
         if not name.endswith(".json") or name == "settings.json":
             continue
-        meta = json.load(open(os.path.join(meta_dir, name)))
+        with open(os.path.join(meta_dir, name)) as f:
+            meta = json.load(f)
         if not os.path.exists(os.path.join(out_dir, meta["shard"] + ".tfrecord")):
             continue
         entry = splits.setdefault(meta["split"], {"videos": 0, "failures": 0, "shards": 0,
@@ -305,7 +395,30 @@ def write_manifest(out_dir: str, settings: EncodeSettings, classes: Sequence[str
         "format": "tf.train.SequenceExample; keys in slowfast_tf/data/records.py",
     }
     _atomic_write(os.path.join(out_dir, "manifest.json"), json.dumps(manifest, indent=2))
-    lines = ["split\tpath\tvideo_id\treason"]
-    lines += [f"{f['split']}\t{f['path']}\t{f['video_id']}\t{f['reason']}" for f in failures]
-    _atomic_write(os.path.join(out_dir, "failures.tsv"), "\n".join(lines) + "\n")
+    write_failures_tsv(os.path.join(out_dir, "failures.tsv"), failures)
     return manifest
+
+
+FAILURE_COLUMNS = ("split", "path", "video_id", "reason")
+
+
+def write_failures_tsv(path: str, failures: Sequence[dict]) -> None:
+    """Writes ``failures.tsv`` with the csv module (tab-separated; fields holding a tab, newline
+    or quote are quoted), so a crafted file name cannot forge rows. Read it back with
+    ``csv.reader(f, delimiter="\t")``. Names that are not valid UTF-8 are written with
+    backslash escapes."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+    writer.writerow(FAILURE_COLUMNS)
+    for failure in failures:
+        writer.writerow([failure.get(k, "") for k in FAILURE_COLUMNS])
+    _atomic_write(path, printable(buffer.getvalue()))
+
+
+def printable(text: str) -> str:
+    """`text` with the undecodable bytes of a non-UTF-8 file name (``os.listdir``'s surrogate
+    escapes) shown as ``\\xNN``, so it can be written as UTF-8."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")

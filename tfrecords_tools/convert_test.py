@@ -121,7 +121,7 @@ def test_kill_and_resume_loses_nothing(videos, tmp_path):
     expected = [line.split()[0][len("videos/"):-len(".mp4")]
                 for line in (videos / "train.csv").read_text().split("\n") if line]
     assert sorted(ids) == sorted("videos/" + e for e in expected)  # each video exactly once
-    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".tmp-")]
     assert len(list(out.glob("train-*-of-00006.tfrecord"))) == 6
 
 

@@ -28,6 +28,17 @@ class EncodeSettings:
             lossless at about a third of the size of PNG.
         max_seconds: float, keep at most this much video (0 = all).
         delay_per_video: float, sleep this long per video; only for interruption tests.
+        max_duration: float, refuse a video whose timeline (after `max_seconds` truncation)
+            is longer than this many seconds (0 = no limit). Default 1800 (30 minutes).
+        max_frames: int, refuse a video that would give more output frames (0 = no limit).
+            Default 54000 (30 minutes at 30 fps).
+        max_gap: float, refuse a video with a jump of more than this many seconds between
+            consecutive frame timestamps, or a frame rate that holds one frame that long
+            (0 = no limit). Default 10. Sample-and-hold would repeat the frame across the gap:
+            a 1 KB file with a 10,000 s gap would become 300,000 frames.
+
+    Refused videos are failures like unreadable ones (listed with the reason), never truncated
+    silently.
     """
 
     target_fps: float = 30.0
@@ -35,9 +46,16 @@ class EncodeSettings:
     jpeg_qscale: int = 3
     max_seconds: float = 0.0
     delay_per_video: float = 0.0
+    max_duration: float = 1800.0
+    max_frames: int = 54_000
+    max_gap: float = 10.0
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class VideoRefused(ValueError):
+    """A video over a resource bound of `EncodeSettings` (duration, frames, timestamp gap)."""
 
 
 @dataclass
@@ -100,6 +118,8 @@ def encode_video(path: str, settings: EncodeSettings) -> EncodedVideo:
         EncodedVideo.
 
     Raises:
+        VideoRefused: over ``max_duration``, ``max_frames`` or ``max_gap`` (checked while
+            decoding, before the work or memory is spent).
         ValueError: the file has no video stream or no decodable frame.
         av.error.FFmpegError / OSError: the container or a packet is unreadable.
     """
@@ -118,6 +138,7 @@ def encode_video(path: str, settings: EncodeSettings) -> EncodedVideo:
         if out_fps <= 0:
             raise ValueError(f"unknown frame rate and no target_fps for {path}")
         frame_period = 1.0 / source_fps if source_fps > 0 else 1.0 / out_fps
+        limits = _Limits(settings, out_fps)
         jpegs: list[bytes] = []
         encoder = None
         held = None  # (frame, jpeg or None): the frame currently on screen
@@ -132,8 +153,9 @@ def encode_video(path: str, settings: EncodeSettings) -> EncodedVideo:
             t -= first_time
             if settings.max_seconds > 0 and t >= settings.max_seconds - _EPS:
                 break
+            limits.check_time(t, count)
             if held is not None:
-                held = _emit_until(t, held, jpegs, out_fps, encoder)
+                held = _emit_until(t, held, jpegs, out_fps, encoder, limits)
             held = (frame, None)
         if held is None:
             raise ValueError(f"no decodable video frame in {path}")
@@ -143,16 +165,56 @@ def encode_video(path: str, settings: EncodeSettings) -> EncodedVideo:
         end = last_time + frame_period
         if settings.max_seconds > 0:
             end = min(end, settings.max_seconds)
-        _emit_until(end, held, jpegs, out_fps, encoder)
+        else:
+            limits.check_hold(frame_period, source_fps)
+        _emit_until(end, held, jpegs, out_fps, encoder, limits)
     if not jpegs:  # a single very short frame still gives one output frame
         jpegs.append(encoder(held[0]))
     return EncodedVideo(jpegs, float(out_fps), encoder.height, encoder.width, source_fps, count)
 
 
-def _emit_until(t_next: float, held, jpegs: list, out_fps: float, encoder) -> tuple:
+class _Limits:
+    """The resource bounds of one `encode_video` call; each check raises `VideoRefused`."""
+
+    def __init__(self, settings: EncodeSettings, out_fps: float):
+        self.settings, self.out_fps = settings, out_fps
+        self.previous = None
+
+    def check_time(self, t: float, index: int) -> None:
+        s = self.settings
+        if s.max_gap > 0 and self.previous is not None and t - self.previous > s.max_gap:
+            raise VideoRefused(
+                f"timestamp gap of {t - self.previous:.1f} s before source frame {index} is over "
+                f"the limit of {s.max_gap:g} s (--max-gap-seconds)"
+            )
+        if s.max_duration > 0 and t > s.max_duration:
+            raise VideoRefused(
+                f"longer than the limit of {s.max_duration:g} s (--max-duration-seconds; "
+                "--max-seconds keeps only the start)"
+            )
+        self.previous = t if self.previous is None else max(t, self.previous)
+
+    def check_hold(self, frame_period: float, source_fps: float) -> None:
+        if self.settings.max_gap > 0 and frame_period > self.settings.max_gap:
+            raise VideoRefused(
+                f"frame rate {source_fps:.3g} fps holds the last frame for {frame_period:.1f} s, "
+                f"over the limit of {self.settings.max_gap:g} s (--max-gap-seconds)"
+            )
+
+    def check_frames(self, count: int) -> None:
+        if self.settings.max_frames > 0 and count >= self.settings.max_frames:
+            raise VideoRefused(
+                f"more than {self.settings.max_frames} output frames at {self.out_fps:g} fps "
+                "(--max-frames)"
+            )
+
+
+def _emit_until(t_next: float, held, jpegs: list, out_fps: float, encoder, limits=None) -> tuple:
     """Appends the held frame for every output time before `t_next`; returns the updated hold."""
     frame, jpeg = held
     while len(jpegs) / out_fps < t_next - _EPS:
+        if limits is not None:
+            limits.check_frames(len(jpegs))
         if jpeg is None:
             jpeg = encoder(frame)
         jpegs.append(jpeg)

@@ -61,6 +61,10 @@ def inspect(
     Returns:
         dict with ``files``, ``records``, ``per_class``, ``frames`` (min/mean/max),
         ``sizes`` (Counter of HxW), ``fps`` and ``shown`` (metadata of the shown records).
+
+    Raises:
+        ValueError: no file matches, or a shard is corrupt (truncated, bad checksum, not a
+            SequenceExample, undecodable JPEG): one line naming the file and the record.
     """
     import tensorflow as tf
 
@@ -74,12 +78,16 @@ def inspect(
     fps: Counter = Counter()
     frame_counts = []
     shown, sheet_rows = [], []
-    dataset = tf.data.TFRecordDataset(files)
-    if max_records:
-        dataset = dataset.take(max_records)
-    for serialized in dataset:
-        record = parse_sequence_example(serialized)
-        n = int(tf.shape(record["frames"])[0])
+    for path, index, serialized in _records(files, max_records):
+        try:
+            record = parse_sequence_example(serialized)
+            n = int(tf.shape(record["frames"])[0])
+        except tf.errors.OpError as e:
+            raise _corrupt(path, index, e) from None
+        if n == 0:
+            raise ValueError(f"{path}: record {index} has no frames")
+        if len(shown) >= num_records:
+            sizes[f"{int(record['height'])}x{int(record['width'])}"] += 1
         frame_counts.append(n)
         texts = [t.decode() for t in record["label_text"].numpy()]
         indices = record["label_index"].numpy().tolist()
@@ -87,7 +95,11 @@ def inspect(
         fps[round(float(record["fps"]), 3)] += 1
         if len(shown) < num_records:
             picks = np.unique(np.linspace(0, n - 1, max(frames, 1)).astype(int))
-            decoded = [tf.io.decode_jpeg(record["frames"][i], channels=3).numpy() for i in picks]
+            try:
+                decoded = [tf.io.decode_jpeg(record["frames"][i], channels=3).numpy()
+                           for i in picks]
+            except tf.errors.OpError as e:
+                raise _corrupt(path, index, e) from None
             sizes[f"{decoded[0].shape[0]}x{decoded[0].shape[1]}"] += 1
             shown.append({
                 "video_id": record["video_id"].numpy().decode(), "labels": texts,
@@ -97,8 +109,6 @@ def inspect(
             sheet_rows.append(decoded)
             if ascii_width:
                 shown[-1]["ascii"] = ascii_thumbnail(decoded[0], ascii_width)
-        else:
-            sizes[f"{int(record['height'])}x{int(record['width'])}"] += 1
     summary = {
         "files": len(files),
         "records": len(frame_counts),
@@ -110,12 +120,42 @@ def inspect(
         "shown": shown,
     }
     if sheet_path and sheet_rows:
+        from slowfast_tf.utils import fileio
+
         png = tf.io.encode_png(contact_sheet(sheet_rows)).numpy()
-        with open(sheet_path, "wb") as f:
-            f.write(png)
+        fileio.atomic_write_bytes(sheet_path, png)
         summary["sheet"] = sheet_path
     _print_summary(summary)
     return summary
+
+
+def _records(files: list, max_records: int):
+    """Yields ``(file, index in file, serialized record)``; a framing or checksum error becomes a
+    one-line ValueError naming the file and how many records were read before it."""
+    import tensorflow as tf
+
+    total = 0
+    for path in files:
+        index = 0
+        iterator = iter(tf.data.TFRecordDataset(path))
+        while not max_records or total < max_records:
+            try:
+                serialized = next(iterator)
+            except StopIteration:
+                break
+            except tf.errors.OpError as e:
+                raise _corrupt(path, index, e) from None
+            yield path, index, serialized
+            index += 1
+            total += 1
+
+
+def _corrupt(path: str, index: int, error) -> ValueError:
+    detail = (getattr(error, "message", "") or str(error)).strip().splitlines()
+    return ValueError(
+        f"{path}: corrupt TFRecord shard at record {index} ({index} read before it): "
+        f"{type(error).__name__}: {detail[0][:200] if detail else ''}"
+    )
 
 
 def _print_summary(summary: dict) -> None:

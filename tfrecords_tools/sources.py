@@ -32,6 +32,16 @@ class VideoItem:
     error: str = ""
 
 
+def _utf8_error(path: str) -> str:
+    """A failure reason for a path that is not valid UTF-8 (records store ids as UTF-8), else ""."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return f"file name is not valid UTF-8: {shown}"
+    return ""
+
+
 def _kinetics_path(root: str, youtube_id: str, start: int, end: int, label: str) -> tuple[str, str]:
     name = f"{youtube_id}_{start:06d}_{end:06d}"
     folders = [os.path.join(root, label), os.path.join(root, label.replace(" ", "_")), root]
@@ -63,28 +73,57 @@ def read_kinetics_csv(csv_path: str, video_root: str, split: str | None = None) 
 
     Returns:
         list of VideoItem (missing files carry an `error`).
+
+    Raises:
+        ValueError: a malformed row (one line naming the file and line number), missing
+            columns, or a file that is not UTF-8 text.
     """
     items = []
-    with open(csv_path, newline="") as f:
-        reader = csv.DictReader(f)
-        required = {"youtube_id", "time_start", "time_end"}
-        if not reader.fieldnames or not required <= set(reader.fieldnames):
-            raise ValueError(
-                f"A Kinetics CSV needs the columns {sorted(required)} (+ split, label). "
-                f"Received: columns={reader.fieldnames} in {csv_path}"
-            )
-        for row in reader:
-            row_split = (row.get("split") or split or "train").strip()
-            if split and row_split != split:
-                continue
-            label = (row.get("label") or "").strip()
-            labels = tuple(x.strip() for x in label.split(";") if x.strip())
-            start, end = int(float(row["time_start"])), int(float(row["time_end"]))
-            name, path = _kinetics_path(video_root, row["youtube_id"].strip(), start, end,
-                                        labels[0] if labels else "")
-            error = "" if path else f"file not found under {video_root} ({name}.*)"
-            items.append(VideoItem(path, name, row_split, labels, error))
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        try:
+            reader = csv.DictReader(f)
+            required = {"youtube_id", "time_start", "time_end"}
+            if not reader.fieldnames or not required <= set(reader.fieldnames):
+                raise ValueError(
+                    f"A Kinetics CSV needs the columns {sorted(required)} (+ split, label). "
+                    f"Received: columns={reader.fieldnames} in {csv_path}"
+                )
+            for row in reader:
+                item = _kinetics_item(row, video_root, split)
+                if isinstance(item, str):
+                    raise ValueError(f"{csv_path}:{reader.line_num}: {item}")
+                if item is not None:
+                    items.append(item)
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{csv_path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        except csv.Error as e:
+            raise ValueError(f"{csv_path}:{reader.line_num}: malformed CSV ({e})") from None
     return items
+
+
+def _kinetics_item(row: dict, video_root: str, split: str | None):
+    """One CSV row -> VideoItem, None (other split) or a str saying what is wrong with it."""
+    if None in row or any(value is None for value in row.values()):
+        values = [v for k, v in row.items() if k is not None and v is not None]
+        values += row.get(None) or []
+        return (f"expected {len(row) - (None in row)} comma-separated fields (one per header "
+                f"column). Received: {values}")
+    row_split = (row.get("split") or split or "train").strip()
+    if split and row_split != split:
+        return None
+    youtube_id = row["youtube_id"].strip()
+    try:
+        start, end = int(float(row["time_start"])), int(float(row["time_end"]))
+    except (ValueError, OverflowError):
+        return ("time_start and time_end must be numbers. Received: "
+                f"{row['time_start']!r}, {row['time_end']!r}")
+    if not youtube_id or start < 0 or end < start:
+        return f"expected a youtube_id and 0 <= time_start <= time_end. Received: {row!r}"
+    label = (row.get("label") or "").strip()
+    labels = tuple(x.strip() for x in label.split(";") if x.strip())
+    name, path = _kinetics_path(video_root, youtube_id, start, end, labels[0] if labels else "")
+    error = "" if path else f"file not found under {video_root} ({name}.*)"
+    return VideoItem(path, name, row_split, labels, error)
 
 
 def read_list_file(
@@ -106,7 +145,8 @@ def read_list_file(
         list of VideoItem with int labels.
     """
     items = []
-    with open(list_path) as f:
+    # surrogateescape: a non-UTF-8 path fails alone (listed in failures.tsv), not the whole list.
+    with open(list_path, encoding="utf-8", errors="surrogateescape") as f:
         for line_no, line in enumerate(f, 1):
             line = line.strip()
             if not line:
@@ -126,7 +166,7 @@ def read_list_file(
                 ) from None
             path = os.path.join(path_prefix, rel) if path_prefix else rel
             video_id = os.path.splitext(rel)[0]
-            error = "" if os.path.exists(path) else f"file not found: {path}"
+            error = _utf8_error(path) or ("" if os.path.exists(path) else f"file not found: {path}")
             items.append(VideoItem(path, video_id, split, labels, error))
     return items
 
@@ -139,7 +179,8 @@ def read_folder_tree(root: str, split: str) -> list[VideoItem]:
         split: str, output split name.
 
     Returns:
-        list of VideoItem with the class folder name as label.
+        list of VideoItem with the class folder name as label; a file whose name is not valid
+        UTF-8 carries an `error` (it is listed as a failure, the others convert).
     """
     if not os.path.isdir(root):
         raise ValueError(f"Folder-per-class input must be a directory. Received: root={root!r}")
@@ -154,5 +195,5 @@ def read_folder_tree(root: str, split: str) -> list[VideoItem]:
                     continue
                 path = os.path.join(dirpath, name)
                 video_id = os.path.splitext(os.path.relpath(path, root))[0]
-                items.append(VideoItem(path, video_id, split, (class_name,)))
+                items.append(VideoItem(path, video_id, split, (class_name,), _utf8_error(path)))
     return items

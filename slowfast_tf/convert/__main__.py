@@ -9,7 +9,9 @@ Usage::
 the head at its initialisation, for fine-tuning. ``--verify`` runs the PyTorchVideo reference on
 a random clip and prints per-stage max differences, the logit difference and top-1 agreement;
 the exit status is 1 when the logits differ by more than ``--tolerance`` relative to the logit
-scale. Errors (unreadable file, unmatched tensors) print one message and exit with status 2.
+scale. Errors (unreadable or unsafe file, unmatched tensors, NaN/Inf weights without
+``--allow-non-finite``) print one message and exit with status 2. ``--out`` is written to a
+temporary file and renamed, so an interrupted run never leaves a partial weights file.
 """
 
 import argparse
@@ -20,6 +22,7 @@ import sys
 import time
 
 from slowfast_tf.convert import checkpoints, name_maps
+from slowfast_tf.utils import fileio
 
 _EXIT_ERROR = 2
 _EXIT_PARITY = 1
@@ -70,6 +73,12 @@ def _parser():
     parser.add_argument(
         "--verify-crop", type=int, default=None, help="clip side for --verify (default: 224)"
     )
+    parser.add_argument(
+        "--allow-non-finite",
+        action="store_true",
+        help="convert a checkpoint whose weights hold NaN/Inf (refused by default; the model "
+        "will predict NaN) and print a WARNING naming the tensors",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the --verify clip")
     parser.add_argument(
         "--tolerance",
@@ -119,6 +128,12 @@ def convert(args):
         return _fail(f"--out must end with '.weights.h5' (Keras weights). Received: {args.out}")
     if args.num_classes is not None and args.num_classes < 1:
         return _fail(f"--num-classes must be positive. Received: {args.num_classes}")
+    if os.path.isdir(args.out):
+        return _fail(f"--out is a directory, expected a file path. Received: {args.out}")
+    try:  # Fail before the slow work when --out cannot be created.
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    except OSError as e:
+        return _fail(f"cannot write --out {args.out}: {e.strerror or e}")
     overrides = _parse_overrides(args.override)
     started = time.time()
     # Read the checkpoint before importing TensorFlow: a bad file fails in a second.
@@ -133,6 +148,12 @@ def convert(args):
     )
 
     from slowfast_tf.convert import keras_loader
+
+    if not args.allow_non_finite:  # Refuse NaN/Inf before building the model (seconds, not minutes).
+        head_dropped = args.num_classes is not None and args.num_classes != ckpt_classes
+        keras_loader.check_finite(
+            {n: v for n, v in state.items() if not (head_dropped and n.startswith("head."))}
+        )
     from slowfast_tf.models import build_model
 
     model = build_model(args.preset, num_classes=num_classes, **overrides)
@@ -143,12 +164,19 @@ def convert(args):
         unmapped=unmapped,
         ignored=ignored,
         allow_head_mismatch=args.num_classes is not None,
+        allow_non_finite=args.allow_non_finite,
         progress=sys.stderr.isatty(),
     )
     print(report)
-    out_dir = os.path.dirname(os.path.abspath(args.out))
-    os.makedirs(out_dir, exist_ok=True)
-    model.save_weights(args.out)
+    for message in report.messages:
+        if message.startswith("WARNING"):
+            print(message, file=sys.stderr)
+    try:
+        # Temp file + rename: a kill mid-write leaves the previous --out file intact.
+        with fileio.atomic_path(args.out) as tmp:
+            model.save_weights(tmp)
+    except OSError as e:
+        return _fail(f"cannot write --out {args.out}: {e.strerror or e}")
     print(f"Wrote {args.out} ({time.time() - started:.1f} s)")
 
     if not args.verify:

@@ -5,6 +5,7 @@ Every reader returns a PySlowFast-named state dict ``{name: np.ndarray}`` in tor
 torch is imported lazily: the Caffe2 path and the name maps work without it.
 """
 
+import codecs
 import os
 import pickle
 import zipfile
@@ -24,6 +25,15 @@ class ConversionError(ValueError):
     """Checkpoint tensors and Keras weights do not correspond one to one."""
 
 
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle references a callable or class outside the allow-list of weight files."""
+
+
+# Oldest torch whose ``torch.load(weights_only=True)`` has no known code-execution bypass
+# (CVE-2025-32434 affects <= 2.5.1).
+MIN_SAFE_TORCH = (2, 6)
+
+
 def import_torch():
     """Imports torch or raises an ImportError that says how to get it."""
     try:
@@ -34,7 +44,95 @@ def import_torch():
             "`pip install 'slowfast_tf[convert]'` (or `pip install torch`). Caffe2 .pkl "
             "checkpoints (--from caffe2) convert without torch."
         ) from e
+    if _version_tuple(torch.__version__) < MIN_SAFE_TORCH:
+        raise ImportError(
+            f"torch {torch.__version__} is too old to load downloaded checkpoints safely: its "
+            "torch.load(weights_only=True) can be made to run code (CVE-2025-32434). Install "
+            "torch>=2.6 (`pip install 'slowfast_tf[convert]'`)."
+        )
     return torch
+
+
+def _version_tuple(version):
+    """``"2.13.0+cpu"`` -> ``(2, 13)``."""
+    parts = []
+    for part in str(version).split(".")[:2]:
+        digits = "".join(c for c in part if c.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def _numpy_internals():
+    """numpy's array-pickling helpers (``numpy._core`` in numpy 2, ``numpy.core`` before)."""
+    try:
+        from numpy._core import multiarray, numeric
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray, numeric
+    return multiarray, numeric
+
+
+_LATIN1_NAMES = ("latin1", "latin-1", "iso-8859-1", "iso8859-1", "l1")
+
+
+def _latin1_encode(text, encoding="latin1", errors="strict"):
+    """``_codecs.encode`` as Python 3 protocol-2 pickles use it for bytes, latin1 only."""
+    if str(encoding).lower().replace("_", "-") not in _LATIN1_NAMES or not isinstance(text, str):
+        raise UnsafePickleError(f"_codecs.encode with encoding {encoding!r} is not allowed")
+    return codecs.encode(text, "latin1", errors)
+
+
+def _pickle_allow_list():
+    """``(module, name) -> object`` a Caffe2 weight pickle may reference, and nothing else.
+
+    Covers numpy arrays and scalars as numpy 1.x / 2.x and Python 2 / 3 write them (protocols
+    0-5), and ``_codecs.encode`` (how Python 3 protocol 2 stores bytes). ``_reconstruct`` builds
+    only ``ndarray`` subclasses, and the only class reachable is ``ndarray`` itself.
+    """
+    multiarray, numeric = _numpy_internals()
+    allowed = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _latin1_encode,
+    }
+    for module in ("numpy.core", "numpy._core"):
+        allowed[(f"{module}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        allowed[(f"{module}.multiarray", "scalar")] = multiarray.scalar
+        allowed[(f"{module}.numeric", "_frombuffer")] = numeric._frombuffer
+    return allowed
+
+
+class _WeightsUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only the allow-listed globals; anything else is refused.
+
+    Every way a pickle can call code (``GLOBAL`` / ``STACK_GLOBAL`` / ``INST`` / ``OBJ`` /
+    extension codes, then ``REDUCE`` / ``NEWOBJ`` / ``BUILD``) needs ``find_class`` to hand it a
+    callable first, and persistent ids are refused, so a file can only build containers,
+    strings, numbers and numpy arrays.
+    """
+
+    _ALLOWED = None
+
+    def find_class(self, module, name):
+        if _WeightsUnpickler._ALLOWED is None:
+            _WeightsUnpickler._ALLOWED = _pickle_allow_list()
+        try:
+            return _WeightsUnpickler._ALLOWED[(module, name)]
+        except (KeyError, TypeError):
+            raise UnsafePickleError(f"{module}.{name}") from None
+
+    def persistent_load(self, pid):
+        raise UnsafePickleError(f"persistent id {str(pid)[:40]!r}")
+
+
+def safe_pickle_load(f):
+    """``pickle.load(f, encoding="latin1")`` restricted to dicts, lists, tuples, strings, bytes,
+    numbers and numpy arrays / dtypes / scalars.
+
+    Raises:
+        UnsafePickleError: the pickle references anything else (e.g. ``os.system``); nothing
+            it names is called.
+    """
+    return _WeightsUnpickler(f, encoding="latin1").load()
 
 
 def _first_line(error):
@@ -123,7 +221,10 @@ def read_torch_checkpoint(path):
 
 
 def read_caffe2_checkpoint(path):
-    """Reads a PySlowFast Caffe2 ``.pkl``: ``pickle.load(f, encoding="latin1")["blobs"]``.
+    """Reads a PySlowFast Caffe2 ``.pkl``: ``["blobs"]`` of the latin1-decoded pickle.
+
+    The pickle is read by :func:`safe_pickle_load`, which builds only containers, strings,
+    numbers and numpy arrays: a crafted file cannot run code, it is refused.
 
     Args:
         path: str, the checkpoint file.
@@ -138,7 +239,13 @@ def read_caffe2_checkpoint(path):
     try:
         with open(path, "rb") as f:
             # latin1: the zoo pickles were written by Python 2 (numpy arrays as byte strings).
-            obj = pickle.load(f, encoding="latin1")
+            obj = safe_pickle_load(f)
+    except UnsafePickleError as e:
+        raise CheckpointError(
+            f"{path}: refused to load: the pickle references {e}, which is not part of a "
+            "weight file (only dicts, lists, strings, numbers and numpy arrays are allowed); "
+            "the file may be malicious and nothing in it was run"
+        ) from None
     except Exception as e:
         raise CheckpointError(
             f"{path}: not a readable Caffe2 checkpoint (expected a pickle holding "

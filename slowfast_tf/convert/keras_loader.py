@@ -126,6 +126,7 @@ def load_pyslowfast_state_into(
     unmapped=(),
     ignored=(),
     allow_head_mismatch=False,
+    allow_non_finite=False,
     progress=False,
 ):
     """Writes a PySlowFast-named torch-layout state dict into ``model``.
@@ -142,6 +143,8 @@ def load_pyslowfast_state_into(
         allow_head_mismatch: bool. When the checkpoint's class count differs from the
             model's, leave ``head_projection`` at its initialisation (fine-tuning) instead of
             failing.
+        allow_non_finite: bool. A tensor holding NaN or Inf fails the conversion unless this is
+            True; then it is loaded and the report starts with a WARNING line naming it.
         progress: bool, show a tqdm bar while assigning.
 
     Returns:
@@ -149,7 +152,7 @@ def load_pyslowfast_state_into(
 
     Raises:
         ConversionError: listing unmapped checkpoint tensors, unassigned Keras weights and
-            shape mismatches.
+            shape mismatches, or (one line) naming the tensors with non-finite values.
     """
     table = _variable_table(model)
     report = ConversionReport(source=source, ignored=list(ignored))
@@ -183,7 +186,7 @@ def load_pyslowfast_state_into(
             "(fine-tuning)."
         )
 
-    plan, mismatches, assigned = [], [], set()
+    plan, mismatches, assigned, planned = [], [], set(), {}
     for name in sorted(state):
         module, param = name_maps.pyslowfast_to_keras(name)
         if skip_head and module == HEAD_LAYER:
@@ -202,6 +205,7 @@ def load_pyslowfast_state_into(
             )
             continue
         plan.append((variable, array))
+        planned[name] = array
         assigned.add(variable.path)
 
     unassigned = [
@@ -225,6 +229,9 @@ def load_pyslowfast_state_into(
                 "--num-classes N (allow_head_mismatch=True)."
             )
         raise ConversionError(_format_error(sorted(unmapped), unassigned, mismatches, hint))
+    warning = check_finite(planned, allow_non_finite)
+    if warning:
+        report.messages.insert(0, warning)
 
     for variable, array in tqdm.tqdm(
         plan, desc="Assigning weights", unit="tensor", disable=not progress, leave=False
@@ -235,7 +242,40 @@ def load_pyslowfast_state_into(
     return report
 
 
-def load_torch_state_dict_into(model, state_dict, source="pytorchvideo", allow_head_mismatch=False):
+def non_finite_tensors(arrays):
+    """``[(name, non-finite count, size)]`` for the floating-point arrays holding NaN or Inf."""
+    found = []
+    for name, array in arrays.items():
+        array = np.asarray(array)
+        if np.issubdtype(array.dtype, np.inexact):
+            bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+            if bad:
+                found.append((name, bad, int(array.size)))
+    return found
+
+
+def check_finite(arrays, allow_non_finite=False):
+    """Refuses NaN/Inf weights: raises a one-line ConversionError naming them.
+
+    With ``allow_non_finite`` returns the WARNING line instead (None when all are finite).
+    """
+    non_finite = non_finite_tensors(arrays)
+    if not non_finite:
+        return None
+    listed = ", ".join(f"{n} ({c} of {s})" for n, c, s in non_finite[:5])
+    more = f" and {len(non_finite) - 5} more" if len(non_finite) > 5 else ""
+    summary = f"{len(non_finite)} tensor(s) hold NaN/Inf values: {listed}{more}"
+    if not allow_non_finite:
+        raise ConversionError(
+            f"Checkpoint refused, nothing was loaded: {summary}. A model with these weights "
+            "predicts NaN; pass --allow-non-finite (allow_non_finite=True) to convert it anyway."
+        )
+    return f"WARNING: loaded a broken checkpoint: {summary}."
+
+
+def load_torch_state_dict_into(
+    model, state_dict, source="pytorchvideo", allow_head_mismatch=False, allow_non_finite=False
+):
     """Loads an in-memory torch (or numpy) state dict into a Keras model.
 
     Args:
@@ -244,6 +284,7 @@ def load_torch_state_dict_into(model, state_dict, source="pytorchvideo", allow_h
             (``"caffe2"``: Caffe2 blob names). ``module.`` / ``model.`` prefixes are removed.
         source: str, ``"pyslowfast"``, ``"pytorchvideo"`` or ``"caffe2"``.
         allow_head_mismatch: bool, see :func:`load_pyslowfast_state_into`.
+        allow_non_finite: bool, see :func:`load_pyslowfast_state_into`.
 
     Returns:
         ConversionReport.
@@ -266,10 +307,11 @@ def load_torch_state_dict_into(model, state_dict, source="pytorchvideo", allow_h
         unmapped=unmapped,
         ignored=ignored,
         allow_head_mismatch=allow_head_mismatch,
+        allow_non_finite=allow_non_finite,
     )
 
 
-def convert_checkpoint(path, source, model, allow_head_mismatch=False):
+def convert_checkpoint(path, source, model, allow_head_mismatch=False, allow_non_finite=False):
     """Reads a checkpoint file and loads it into ``model``.
 
     Args:
@@ -277,12 +319,15 @@ def convert_checkpoint(path, source, model, allow_head_mismatch=False):
         source: str, ``"pyslowfast"``, ``"pytorchvideo"`` or ``"caffe2"``.
         model: the Keras model, built with the checkpoint's architecture.
         allow_head_mismatch: bool, leave the head at init when class counts differ.
+        allow_non_finite: bool, load NaN/Inf weights (with a WARNING in the report) instead
+            of failing.
 
     Returns:
         ConversionReport.
 
     Raises:
-        CheckpointError: unreadable file. ConversionError: tensors do not match the model.
+        CheckpointError: unreadable file. ConversionError: tensors do not match the model or
+            hold NaN/Inf.
     """
     state, unmapped, ignored = checkpoints.read_checkpoint(path, source)
     return load_pyslowfast_state_into(
@@ -292,6 +337,7 @@ def convert_checkpoint(path, source, model, allow_head_mismatch=False):
         unmapped=unmapped,
         ignored=ignored,
         allow_head_mismatch=allow_head_mismatch,
+        allow_non_finite=allow_non_finite,
     )
 
 

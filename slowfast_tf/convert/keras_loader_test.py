@@ -184,3 +184,15 @@ def test_unknown_caffe2_blob_is_reported(source_state, target):
 def test_bad_source_is_rejected(source_state, target):
     with pytest.raises(ValueError, match="Received: source='tf'"):
         load_torch_state_dict_into(target, source_state, source="tf")
+
+
+def test_check_finite_names_nan_and_inf_tensors():
+    from slowfast_tf.convert import ConversionError
+    from slowfast_tf.convert.keras_loader import check_finite
+
+    ok = {"a": np.ones(3, np.float32), "steps": np.asarray([5], np.int64)}
+    assert check_finite(ok) is None
+    bad = dict(ok, b=np.asarray([1.0, np.nan, np.inf], np.float16))
+    with pytest.raises(ConversionError, match=r"1 tensor\(s\) hold NaN/Inf values: b \(2 of 3\)"):
+        check_finite(bad)
+    assert check_finite(bad, allow_non_finite=True).startswith("WARNING")

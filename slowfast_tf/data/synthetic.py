@@ -5,7 +5,11 @@
 writes real MP4 files (PyAV; H.264 when available, else MPEG-4 Part 2) under ``OUT/videos/`` and
 PySlowFast list files ``OUT/{train,val,test}.csv`` (``path label``, paths relative to OUT, so
 ``--path-prefix OUT`` in the converter) plus ``OUT/classes.txt`` and ``OUT/synthetic.json``.
-Everything is deterministic given ``--seed``.
+The rendered frames are a pure function of ``--seed`` (numpy only). The MP4 bytes are
+reproducible for a seed with the same PyAV/FFmpeg build: frames are converted to YUV 4:2:0 here
+in integer arithmetic (not by FFmpeg's multi-threaded swscale) and encoded single-threaded.
+Another FFmpeg/x264 build may write different (equally valid) bytes. Every file is written to a
+temporary name and renamed, so an interrupted run leaves no partial file.
 
 Six classes; one object (random colour, disc or square, random position) on a random textured
 background. Appearance says nothing about the class; only the temporal pattern does:
@@ -44,6 +48,8 @@ from collections.abc import Sequence
 
 import numpy as np
 from tqdm import tqdm
+
+from slowfast_tf.utils import fileio
 
 CLASSES = ("flicker_low", "flicker_high", "dart_up", "dart_down", "grow", "shrink")
 SPLITS = ("train", "val", "test")
@@ -125,23 +131,52 @@ def pick_codec() -> str:
     raise RuntimeError("PyAV has neither libx264 nor mpeg4 encoders; cannot write MP4 files.")
 
 
+def rgb_to_yuv420p(frame: np.ndarray) -> np.ndarray:
+    """uint8 ``[H, W, 3]`` RGB (H, W even) -> ``[H * 3 // 2, W]`` planar YUV 4:2:0, BT.601
+    limited range, in exact integer arithmetic (the layout ``VideoFrame.from_ndarray`` takes).
+
+    Chroma averages horizontal pixel pairs and filters rows with taps (1, 3, 3, 1) / 8 (edge
+    rows repeated), as FFmpeg's swscale does, but the result depends on nothing but the input:
+    swscale itself picks SIMD paths and slice threads at run time.
+    """
+    height, width = frame.shape[:2]
+    rgb = frame.astype(np.int64)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = (65481 * r + 128553 * g + 24966 * b + 127500) // 255000 + 16
+    pairs = rgb[:, 0::2] + rgb[:, 1::2]  # [H, W / 2, 3], 2x the mean
+    padded = np.concatenate([pairs[:1], pairs, pairs[-1:]], axis=0)
+    sums = padded[0:-3:2] + 3 * padded[1:-2:2] + 3 * padded[2:-1:2] + padded[3::2]  # 16x the mean
+    rs, gs, bs = sums[..., 0], sums[..., 1], sums[..., 2]
+    scale = 16 * 255000
+    u = (-37797 * rs - 74203 * gs + 112000 * bs + scale // 2) // scale + 128
+    v = (112000 * rs - 93786 * gs - 18214 * bs + scale // 2) // scale + 128
+    planes = [np.clip(p, 0, 255).astype(np.uint8).ravel() for p in (y, u, v)]
+    return np.concatenate(planes).reshape(height * 3 // 2, width)
+
+
 def write_mp4(path: str, frames: np.ndarray, fps: int = 30, codec: str | None = None) -> None:
-    """Encodes uint8 ``[T, H, W, 3]`` RGB frames (H, W even) to an MP4 file with PyAV."""
+    """Encodes uint8 ``[T, H, W, 3]`` RGB frames (H, W even) to an MP4 file with PyAV.
+
+    Reproducible: the frames reach the encoder already in its pixel format (see
+    `rgb_to_yuv420p`), so FFmpeg does no conversion, and the encoder runs on one thread.
+    Written to a temporary file in the same folder and renamed when complete.
+    """
     import av
 
     codec = codec or pick_codec()
     height, width = frames.shape[1:3]
-    with av.open(path, mode="w") as container:
+    with fileio.atomic_path(path) as tmp, av.open(tmp, mode="w", format="mp4") as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        # One thread: identical bytes on every machine for a given seed.
         stream.codec_context.thread_count = 1
+        stream.codec_context.thread_type = "NONE"
         if codec == "libx264":
-            stream.options = {"crf": "16", "preset": "veryfast"}
+            stream.options = {"crf": "16", "preset": "veryfast", "threads": "1"}
         else:
             stream.codec_context.bit_rate = 2_000_000
         for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            yuv = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")
+            for packet in stream.encode(yuv):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -205,17 +240,14 @@ def generate(
         write_mp4(path, render_video(CLASSES.index(name), rng, size, num_frames, fps), fps, codec)
         lists[split].append(f"{rel} {label}")
     for split, lines in lists.items():
-        with open(os.path.join(out, f"{split}.csv"), "w") as f:
-            f.write("\n".join(lines) + "\n")
-    with open(os.path.join(out, "classes.txt"), "w") as f:
-        f.write("\n".join(classes) + "\n")
+        fileio.atomic_write_text(os.path.join(out, f"{split}.csv"), "\n".join(lines) + "\n")
+    fileio.atomic_write_text(os.path.join(out, "classes.txt"), "\n".join(classes) + "\n")
     info = {
         "classes": list(classes), "codec": codec, "size": size, "fps": fps,
         "num_frames": num_frames, "seed": seed,
         "counts": {split: len(lines) for split, lines in lists.items()},
     }
-    with open(os.path.join(out, "synthetic.json"), "w") as f:
-        json.dump(info, f, indent=2)
+    fileio.atomic_write_text(os.path.join(out, "synthetic.json"), json.dumps(info, indent=2))
     return info
 
 
