@@ -114,9 +114,10 @@ def run_context(
     return line
 
 
-def log_run_context(entry_point: str, strategy: tf.distribute.Strategy | None = None,
-                    **kwargs) -> str:
-    """Logs ``"<entry_point>: <run_context(...)>"`` at INFO and returns it.
+def log_run_context(entry_point: str, strategy: tf.distribute.Strategy | None = None, *,
+                    to_stdout: bool = False, **kwargs) -> str:
+    """Logs ``"<entry_point>: <run_context(...)>"`` at INFO (prints it instead with
+    ``to_stdout=True``, for scripts whose results go to stdout) and returns it.
 
     Also warns when ``nvidia-smi`` exists but TensorFlow sees no GPU: the usual cause is a
     CPU-only TensorFlow (install the ``gpu`` extra).
@@ -124,7 +125,10 @@ def log_run_context(entry_point: str, strategy: tf.distribute.Strategy | None = 
     devices = kwargs.pop("devices", None)
     devices = visible_devices() if devices is None else devices
     line = f"{entry_point}: {run_context(strategy, devices=devices, **kwargs)}"
-    logging.info("%s", line)
+    if to_stdout:
+        print(line, flush=True)
+    else:
+        logging.info("%s", line)
     if not devices.get("GPU") and not devices.get("TPU") and nvidia_smi_present():
         logging.warning(
             "nvidia-smi is present but TensorFlow sees no GPU: this runs on the CPU. Install "
