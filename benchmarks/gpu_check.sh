@@ -123,7 +123,7 @@ run train_1_epoch 90 "$PY -c 'import json; print(\"top1\", json.load(open(\"$W/t
     --test_file_pattern='$W/records/test-*.tfrecord' ${TRAIN[*]}"
 
 if [ "$QUICK" = 1 ]; then BENCH=(--quick); else BENCH=(--batch_sizes=1,8 --iters=10 --warmup=3); fi
-run bench_inference 90 "grep -E '^\| slowfast' '$W/logs/bench_inference.log' | awk -F'|' '{printf \"%s b%s: %sx; \", \$2, \$3, \$8}'" -- \
+run bench_inference 90 "grep -E '^\| slowfast' '$W/logs/bench_inference.log' | awk -F'|' '{gsub(/ /, \"\"); printf \"%s b%s: %sx; \", \$2, \$3, \$8}'" -- \
   "$PY" benchmarks/bench_inference.py "${BENCH[@]}"
 
 if [ -f benchmarks/bench_train.py ]; then

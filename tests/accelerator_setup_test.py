@@ -145,3 +145,18 @@ def test_train_require_gpu_exits_2_with_one_line_on_a_cpu_machine(tmp_path):
     assert len(errors) == 1 and "Received: strategy='mirrored', GPUs=0" in errors[0]
     assert "Traceback" not in out.stderr
     assert not os.listdir(tmp_path)  # stopped before writing anything
+
+
+@pytest.mark.large
+def test_gpu_check_quick_runs_every_step_on_this_machine(tmp_path):
+    # Tiny sizes on whatever device is here (CPU included); minutes on a loaded 2-core CPU.
+    env = {**os.environ, "PYTHONPATH": REPO, "PYTHON": sys.executable,
+           "GPU_CHECK_DIR": str(tmp_path), "GPU_CHECK_TIMEOUT_SCALE": "30"}
+    out = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--quick", "--no-setup"], cwd=REPO,
+                         env=env, capture_output=True, text=True, timeout=3600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    summary = (tmp_path / "summary.md").read_text()
+    for step in ("devices", "parity", "data", "train_1_epoch", "bench_inference"):
+        assert f"| {step} | ok |" in summary, summary
+    assert "| bench_train | ok |" in summary or "| bench_train | skipped |" in summary
+    assert "| slowfast_r50_4x16 | 1 |" in summary  # bench_inference's own table
