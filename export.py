@@ -26,6 +26,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from slowfast_tf.data import get_data_config  # noqa: E402
 from slowfast_tf.serving import export_lib, signatures  # noqa: E402
+from slowfast_tf.training import devices  # noqa: E402
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -140,6 +141,7 @@ def main(argv, flag_values: flags.FlagValues = flags.FLAGS):
     f = flag_values
     if not f.export_base:
         raise ValueError("--export_base is required. Received: export_base=None")
+    devices.log_run_context("export.py")
     model = load_model(f)
     overrides = config_overrides(f)
     config = signatures.serving_config_from_model(model, **overrides)

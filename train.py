@@ -16,11 +16,13 @@ Examples::
 
 Modes: ``train`` (resumes automatically from ``model_dir/backup`` after a kill), ``eval``
 (multi-view test: top-1/top-5 or mAP + per-class JSON/CSV in ``model_dir``), ``train_and_eval``.
-Strategies: ``default``, ``mirrored``, ``multi_worker`` (``TF_CONFIG``), ``tpu`` (``--tpu``).
+Strategies: ``auto`` (TPU if configured, else all GPUs, else CPU), ``default``, ``one_device``,
+``mirrored``, ``multi_worker`` (``TF_CONFIG``), ``tpu`` (``--tpu`` / ``TPU_NAME``).
 """
 
 import json
 import os
+import sys
 
 from absl import app, flags, logging
 
@@ -30,7 +32,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from slowfast_tf.training import evaluation, trainer  # noqa: E402
+from slowfast_tf.training import devices, evaluation, trainer  # noqa: E402
 from slowfast_tf.training import strategy as strategy_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -84,9 +86,12 @@ flags.DEFINE_string("eval_weights", None, "Weights to evaluate; default model_di
 flags.DEFINE_integer("eval_num_batches", None, "Cap on evaluation batches (quick checks).")
 flags.DEFINE_enum("ensemble", None, ["mean", "sum", "max"], "View ensemble; default mean / max.")
 # Systems.
-flags.DEFINE_enum("strategy", "default", list(strategy_lib.STRATEGIES), "Distribution strategy.")
-flags.DEFINE_string("tpu", None, "TPU address for --strategy=tpu.")
-flags.DEFINE_enum("precision", "float32", list(strategy_lib.PRECISIONS), "Keras dtype policy.")
+flags.DEFINE_enum("strategy", "auto", list(strategy_lib.STRATEGIES),
+                  "Distribution strategy; 'auto': TPU if configured, >1 GPU mirrored, 1 GPU, CPU.")
+flags.DEFINE_string("tpu", None, "TPU address (name, grpc://..., 'local'); default $TPU_NAME.")
+flags.DEFINE_bool("require_gpu", False, "Exit with an error (2) instead of training on the CPU.")
+flags.DEFINE_enum("precision", "auto", list(strategy_lib.PRECISIONS),
+                  "Keras dtype policy; 'auto': bfloat16 on TPU, float16 on GPUs cc>=7.0, else float32.")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the train step.")
 flags.DEFINE_integer("seed", 0, "Random seed (RNG_SEED).")
 flags.DEFINE_bool("tensorboard", True, "Write TensorBoard logs to model_dir/logs.")
@@ -302,8 +307,14 @@ def main(argv):
     if not FLAGS.model_dir:
         raise app.UsageError("--model_dir is required.")
     keras.utils.set_random_seed(FLAGS.seed)
-    strategy = strategy_lib.build_strategy(FLAGS.strategy, FLAGS.tpu)
-    strategy_lib.set_precision_policy(FLAGS.precision)
+    try:
+        strategy = strategy_lib.build_strategy(FLAGS.strategy, FLAGS.tpu, FLAGS.require_gpu)
+    except strategy_lib.DeviceError as error:
+        print(f"train.py: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    precision = strategy_lib.set_precision_policy(FLAGS.precision, strategy)
+    batch = FLAGS.eval_batch_size if FLAGS.mode == "eval" else FLAGS.batch_size  # per replica
+    devices.log_run_context("train.py", strategy, precision=precision, per_replica_batch_size=batch)
     data_config = build_data_config()
     model = None
     if FLAGS.mode in ("train", "train_and_eval"):

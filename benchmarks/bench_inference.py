@@ -96,6 +96,7 @@ def main(argv):
 
     from slowfast_tf.models import build_model
     from slowfast_tf.models.common.flops import count_flops, count_params
+    from slowfast_tf.training import devices
 
     if _THREADS.value:
         tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
@@ -104,6 +105,7 @@ def main(argv):
     iters, warmup = (1, 1) if quick else (_ITERS.value, _WARMUP.value)
     overrides = dict(_QUICK_OVERRIDES) if quick else {}
     train_crop = 32 if quick else 224
+    devices.log_run_context("bench_inference.py", to_stdout=True)
     rows = []
     for name in _MODELS.value:
         model = build_model(name, train_crop_size=train_crop, **overrides)
@@ -116,9 +118,12 @@ def main(argv):
 
             if _THREADS.value:
                 torch.set_num_threads(_THREADS.value)
-            torch_model = _torch_model(backbone, image_size, train_crop)
+            # Same device class as Keras: the GPU when torch has CUDA (the gpu_check.sh case).
+            torch_device = "cuda" if torch.cuda.is_available() else "cpu"
+            torch_model = _torch_model(backbone, image_size, train_crop).to(torch_device)
             torch_params = sum(p.numel() for p in torch_model.parameters())
-            print(f"{name}: params keras={count_params(model):,} torch={torch_params:,}")
+            print(f"{name}: params keras={count_params(model):,} torch={torch_params:,} "
+                  f"(torch on {torch_device})")
         for batch in (int(b) for b in _BATCH_SIZES.value):
             rng = np.random.default_rng(0)
             clips = {
@@ -139,11 +144,13 @@ def main(argv):
             if torch_model is not None:
                 with torch.no_grad():
                     torch_inputs = [
-                        torch.from_numpy(clips[k].transpose(0, 4, 1, 2, 3).copy())
+                        torch.from_numpy(clips[k].transpose(0, 4, 1, 2, 3).copy()).to(torch_device)
                         for k in ("slow", "fast")
                     ]
-                    # PTV mutates the input list in place: pass a fresh list each call.
-                    torch_s = _time(lambda x=torch_inputs, m=torch_model: m(list(x)), iters, warmup)
+                    # PTV mutates the input list in place: pass a fresh list each call. .cpu()
+                    # waits for the result, as .numpy() does on the Keras side.
+                    torch_s = _time(lambda x=torch_inputs, m=torch_model: m(list(x)).cpu(), iters,
+                                    warmup)
                 row["torch_clips_s"] = batch / torch_s
                 row["keras_over_torch"] = torch_s / keras_s
             rows.append(row)

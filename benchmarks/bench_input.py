@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from slowfast_tf.data import DataConfig, build_dataset, get_data_config, synthetic  # noqa: E402
 from slowfast_tf.data.transforms import slow_indices  # noqa: E402
+from slowfast_tf.training import devices  # noqa: E402
 
 
 def prepare(work: str, size: int, seconds: float, per_class: int) -> tuple[str, str]:
@@ -144,6 +145,7 @@ def main(argv=None) -> dict:
     if min(config.train_jitter_scales) > args.size:
         raise ValueError(f"--size {args.size} is below the preset's jitter scales "
                          f"{config.train_jitter_scales}; pick a larger --size.")
+    devices.log_run_context("bench_input.py", to_stdout=True, per_replica_batch_size=args.batch_size)
     data, records = prepare(args.work, args.size, args.seconds, args.per_class)
     results = {
         "preset": args.preset, "size": args.size, "clips": args.clips,
