@@ -36,7 +36,6 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from slowfast_tf.data import records as records_lib  # noqa: E402
 from slowfast_tf.training import evaluation, trainer  # noqa: E402
 from slowfast_tf.training import strategy as strategy_lib  # noqa: E402
 
@@ -202,7 +201,9 @@ def count_records(pattern):
     if not files:
         raise ValueError(f"No files match. Received: train_file_pattern={pattern!r}")
     logging.info("Counting records in %d files (pass --num_train_examples to skip).", len(files))
-    return records_lib.count_records(sorted(files))  # Survives (and names) a truncated shard.
+    from slowfast_tf.data.records import count_records as count_readable
+
+    return count_readable(sorted(files))  # Survives (and names) a truncated shard.
 
 
 def resolve_steps_per_epoch(global_batch_size):
