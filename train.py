@@ -282,16 +282,16 @@ def run_train(strategy, data_config):
 
 
 def run_eval(strategy, data_config, model=None):
+    weights = FLAGS.eval_weights or os.path.join(FLAGS.model_dir, "final.weights.h5")
+    if model is None and not tf.io.gfile.exists(weights):  # Before any data or model work.
+        raise FileNotFoundError(f"No weights to evaluate at {weights} (train first, or pass "
+                                "--eval_weights).")
     test_ds = build_datasets(strategy, data_config, "test")
     if test_ds is None:
         raise ValueError("Evaluation needs --test_file_pattern (or --fake_data).")
     with strategy.scope():
         if model is None:
             model = build_classifier(data_config)
-            weights = FLAGS.eval_weights or os.path.join(FLAGS.model_dir, "final.weights.h5")
-            if not tf.io.gfile.exists(weights):
-                raise FileNotFoundError(f"No weights to evaluate at {weights} (train first, or pass "
-                                        "--eval_weights).")
             trainer.load_init_weights(model, weights, skip_head=False)
         eval_model = model.build_eval_model()
     class_names = None
