@@ -35,8 +35,9 @@ class CorruptRecordCounter:
     """Counts records dropped by ``build_dataset(..., skip_corrupt=True)``.
 
     Pass one to `build_dataset` and read `value()` after (or during) iteration. Records are
-    counted once, whatever number of views failed. A record whose TFRecord framing itself is
-    broken (bad CRC) ends the reading of that shard, it cannot be counted record by record.
+    counted once, whatever number of views failed. A broken TFRecord frame (truncated shard, bad
+    CRC) ends the reading of that shard; it is not counted here but warned about on stderr with the
+    file name, the records read and the bytes left (``records.read_tfrecord_shard``).
     """
 
     def __init__(self):
