@@ -22,11 +22,16 @@ Strategies: ``auto`` (TPU if configured, else all GPUs, else CPU), ``default``, 
 
 import json
 import os
+import re
 import sys
 
 from absl import app, flags, logging
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from slowfast_tf.utils import fileio, tf_startup  # noqa: E402
+
+tf_startup.quiet_tf_startup()  # Before TF is imported: no duplicated start-up/cuInit noise.
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -113,11 +118,11 @@ def write_resolved_flags(model_dir, extra):
     """model_dir/flags.txt (a reusable --flagfile) and flags.json (resolved values + configs)."""
     os.makedirs(model_dir, exist_ok=True)
     module_flags = [FLAGS[name] for name in _TRAIN_FLAGS]
-    with open(os.path.join(model_dir, "flags.txt"), "w") as f:
+    with fileio.atomic_open(os.path.join(model_dir, "flags.txt"), "w") as f:
         f.write("\n".join(flag.serialize() for flag in module_flags if flag.value is not None))
         f.write("\n")
     resolved = {flag.name: flag.value for flag in module_flags}
-    with open(os.path.join(model_dir, "flags.json"), "w") as f:
+    with fileio.atomic_open(os.path.join(model_dir, "flags.json"), "w") as f:
         json.dump({"flags": resolved, **extra}, f, indent=2, default=str)
 
 
@@ -200,7 +205,9 @@ def count_records(pattern):
     if not files:
         raise ValueError(f"No files match. Received: train_file_pattern={pattern!r}")
     logging.info("Counting records in %d files (pass --num_train_examples to skip).", len(files))
-    return int(tf.data.TFRecordDataset(files).reduce(np.int64(0), lambda n, _: n + 1))
+    from slowfast_tf.data.records import count_records as count_readable
+
+    return count_readable(sorted(files))  # Survives (and names) a truncated shard.
 
 
 def resolve_steps_per_epoch(global_batch_size):
@@ -279,13 +286,16 @@ def run_train(strategy, data_config):
 
 
 def run_eval(strategy, data_config, model=None):
+    weights = FLAGS.eval_weights or os.path.join(FLAGS.model_dir, "final.weights.h5")
+    if model is None and not tf.io.gfile.exists(weights):  # Before any data or model work.
+        raise FileNotFoundError(f"No weights to evaluate at {weights} (train first, or pass "
+                                "--eval_weights).")
     test_ds = build_datasets(strategy, data_config, "test")
     if test_ds is None:
         raise ValueError("Evaluation needs --test_file_pattern (or --fake_data).")
     with strategy.scope():
         if model is None:
             model = build_classifier(data_config)
-            weights = FLAGS.eval_weights or os.path.join(FLAGS.model_dir, "final.weights.h5")
             trainer.load_init_weights(model, weights, skip_head=False)
         eval_model = model.build_eval_model()
     class_names = None
@@ -323,5 +333,30 @@ def main(argv):
         run_eval(strategy, data_config, model)
 
 
+def _label_error(error):
+    """The input pipeline's label check message from an InvalidArgumentError, or None."""
+    match = re.search(r"assertion failed: \[(.*? is out of range for num_classes=.*?)\]", str(error))
+    return match.group(1) if match else None
+
+
+def cli_main(argv):
+    """``main`` with one-line errors: exit 2 for bad input, 1 for a diverged (NaN) run."""
+    try:
+        main(argv)
+    except (ValueError, FileNotFoundError) as error:
+        logging.debug("Traceback:", exc_info=True)
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except tf.errors.InvalidArgumentError as error:
+        message = _label_error(error)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+    except trainer.NonFiniteError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(cli_main)

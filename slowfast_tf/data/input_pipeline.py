@@ -18,13 +18,14 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import sys
 
 import tensorflow as tf
 
 from slowfast_tf.data import transforms
 from slowfast_tf.data.config import DataConfig
-from slowfast_tf.data.records import parse_sequence_example
+from slowfast_tf.data.records import parse_sequence_example, read_tfrecord_shard
 
 MODES = ("train", "val", "test")
 AUTOTUNE = tf.data.AUTOTUNE
@@ -34,8 +35,9 @@ class CorruptRecordCounter:
     """Counts records dropped by ``build_dataset(..., skip_corrupt=True)``.
 
     Pass one to `build_dataset` and read `value()` after (or during) iteration. Records are
-    counted once, whatever number of views failed. A record whose TFRecord framing itself is
-    broken (bad CRC) ends the reading of that shard, it cannot be counted record by record.
+    counted once, whatever number of views failed. A broken TFRecord frame (truncated shard, bad
+    CRC) ends the reading of that shard; it is not counted here but warned about on stderr with the
+    file name, the records read and the bytes left (``records.read_tfrecord_shard``).
     """
 
     def __init__(self):
@@ -56,6 +58,46 @@ def label_tensor(label_index: tf.Tensor, config: DataConfig) -> tf.Tensor:
         return tf.reduce_max(tf.concat([one_hot, tf.zeros([1, config.num_classes])], 0), axis=0)
     # An unlabelled record (empty list) gets -1 so it can never pass as class 0.
     return tf.cast(tf.concat([label_index, tf.constant([-1], tf.int64)], 0)[0], tf.int32)
+
+
+def check_labels(label_index: tf.Tensor, config: DataConfig, mode: str, source) -> tf.Tensor:
+    """An assertion that the record's labels fit ``config.num_classes``, naming the record.
+
+    Every index must be in ``[0, num_classes)``. An unlabelled record (no index, or a single -1)
+    passes only in ``"test"`` mode (the evaluator excludes and counts it), and in multi-label data
+    (an all-zero target); training on it would be undefined (under XLA, a silent NaN).
+
+    Args:
+        label_index: int64 ``[L]``, ``parse_sequence_example(...)["label_index"]``.
+        config: DataConfig.
+        mode: ``"train"``, ``"val"`` or ``"test"``.
+        source: ``(path, record_number, video_id)`` tensors, for the message.
+
+    Returns:
+        bool scalar (True) to add as a control dependency; fails with ``InvalidArgumentError``.
+    """
+    n = tf.size(label_index)
+    in_range = tf.reduce_all((label_index >= 0) & (label_index < config.num_classes))
+    unlabelled = tf.equal(n, 0) | (tf.equal(n, 1) & tf.reduce_all(tf.equal(label_index, -1)))
+    if mode == "test" or config.multi_label:
+        ok = in_range | unlabelled
+    else:
+        ok = in_range & tf.logical_not(unlabelled)
+
+    def fail():
+        path, record, video_id = source
+        s = tf.strings.as_string
+        allowed = "" if mode == "test" else "; unlabelled records are only allowed in test mode"
+        message = tf.strings.join([
+            path, " record ", s(record), " (video/id ", video_id, "): label [",
+            tf.strings.reduce_join(s(label_index), separator=","),
+            f"] is out of range for num_classes={config.num_classes}{allowed}. "
+            "Check --num_classes against the classes.txt of the records.",
+        ])
+        with tf.control_dependencies([tf.debugging.Assert(False, [message])]):
+            return tf.constant(False)
+
+    return tf.cond(ok, lambda: tf.constant(True), fail)
 
 
 def _sample_and_decode(parsed, config, clip_idx, seed):
@@ -192,16 +234,18 @@ def build_dataset(
 
     num_pipelines = input_context.num_input_pipelines if input_context else 1
     pipeline_id = input_context.input_pipeline_id if input_context else 0
-    file_ds = tf.data.Dataset.from_tensor_slices(files)
+    # read_tfrecord_shard detects truncation by size; stat in threads (a round trip each on GCS).
+    with concurrent.futures.ThreadPoolExecutor(min(32, len(files))) as pool:
+        sizes = list(pool.map(lambda f: tf.io.gfile.stat(f).length, files))
+    file_ds = tf.data.Dataset.from_tensor_slices((files, sizes))
     shard_files = num_pipelines > 1 and len(files) >= num_pipelines
     if shard_files:
         file_ds = file_ds.shard(num_pipelines, pipeline_id)
 
-    def read(path):
-        records = tf.data.TFRecordDataset(path)
-        # A broken TFRecord frame (bad CRC) ends the reading of this shard only, with a logged
-        # warning, instead of the whole run; its remaining records cannot be counted.
-        return records.ignore_errors(log_warning=True) if skip_corrupt else records
+    def read(path, size):
+        # (path, record_number, serialized). A broken TFRecord frame (truncated file, bad CRC) ends
+        # the reading of this shard only, with a warning naming it and the bytes lost.
+        return read_tfrecord_shard(path, size, skip_corrupt)
 
     if train:
         file_ds = file_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
@@ -233,30 +277,42 @@ def build_dataset(
     if mode == "test":
         num_views = config.num_views
 
-        def expand(index, serialized):
+        def expand(index, record):
+            path, number, serialized = record
             parsed = parse_sequence_example(serialized)
             views = tf.data.Dataset.range(num_views)
-            return views.map(lambda v: (index, parsed, v))
+            return views.map(lambda v: (index, (path, number), parsed, v))
+
+        def test_view(i, source, parsed, v):
+            checked = (parsed["label_index"], (*source, parsed["video_id"]))
+            return (i, *preprocess_test_view(parsed, v, config), checked)
 
         ds = records.flat_map(expand)
-        ds = ds.map(
-            lambda i, parsed, v: (i, *preprocess_test_view(parsed, v, config)),
-            num_parallel_calls=AUTOTUNE, deterministic=True,
-        )
+        ds = ds.map(test_view, num_parallel_calls=AUTOTUNE, deterministic=True)
     else:
 
-        def process(index, serialized):
+        def process(index, record):
+            path, number, serialized = record
             parsed = parse_sequence_example(serialized)
+            checked = (parsed["label_index"], (path, number, parsed["video_id"]))
             element_seed = None
             if seed is not None:
                 element_seed = tf.stack([tf.constant(seed, tf.int64), index])
                 element_seed = tf.cast(element_seed % (2**31 - 1), tf.int32)
-            return (index, *preprocess_train(parsed, config, seed=element_seed))
+            return (index, *preprocess_train(parsed, config, seed=element_seed), checked)
 
         ds = records.map(process, num_parallel_calls=AUTOTUNE, deterministic=True)
 
     if skip_corrupt:
         ds = ds.ignore_errors(log_warning=True)  # logs the reason; _count_dropped counts
+
+    # After ignore_errors, so that a label out of range stops the run (it is a wrong num_classes or
+    # wrong records, not one bad video) instead of being skipped as a corrupt record.
+    def validate(index, inputs, label, checked):
+        with tf.control_dependencies([check_labels(checked[0], config, mode, checked[1])]):
+            return index, inputs, tf.identity(label)
+
+    ds = ds.map(validate, num_parallel_calls=AUTOTUNE, deterministic=True)
     if mode == "test":
         # Unique across input pipelines: local index * pipelines + pipeline id.
         def strip(e):

@@ -14,6 +14,7 @@ from slowfast_tf.data import (
     preprocess_test_view,
     preprocess_train,
 )
+from slowfast_tf.data.records import count_records
 from slowfast_tf.data.testing import fake_video_record, frame_index_of, write_records
 
 CONFIG = DataConfig(
@@ -123,6 +124,56 @@ def test_broken_tfrecord_frame_ends_only_that_shard(tmp_path):
     assert sorted(int(y) for _, y in ds.unbatch()) == [0, 4]
     with pytest.raises(tf.errors.DataLossError):
         list(build_dataset(str(tmp_path / "*.tfrecord"), CONFIG, "val", 1, skip_corrupt=False))
+
+
+def test_truncated_shard_is_named_with_records_lost_and_counting_survives(tmp_path, capfd, caplog):
+    records_ = [fake_video_record(10, 32, 32, (i,), video_id=f"t{i}") for i in range(3)]
+    full = write_records(tmp_path / "full.tfrecord", records_)
+    short = tmp_path / "short.tfrecord"
+    data = open(full, "rb").read()
+    short.write_bytes(data[: len(data) - 40])  # a copy cut off inside its last record
+    write_records(tmp_path / "other.tfrecord", [fake_video_record(10, 32, 32, (4,))])
+    # Counting (train.py's steps per epoch) used to raise DataLossError on the same shard.
+    with caplog.at_level("WARNING"):
+        assert count_records([str(short), str(tmp_path / "other.tfrecord")]) == 3
+    assert f"{short}: truncated or corrupt TFRecord shard: read 2 records" in caplog.text
+    assert "~1 records" in caplog.text
+    capfd.readouterr()
+    ds = build_dataset([str(short), str(tmp_path / "other.tfrecord")], CONFIG, "val", 1)
+    assert sorted(int(y) for _, y in ds.unbatch()) == [0, 1, 4]
+    err = capfd.readouterr().err
+    assert f"WARNING slowfast_tf.data: {short}: truncated or corrupt TFRecord shard: read 2 records" in err
+    assert "(~1 records) are skipped" in err and "full.tfrecord" not in err
+
+
+@pytest.mark.parametrize("mode", ["train", "test"])
+def test_out_of_range_label_stops_with_file_record_and_video(tmp_path, mode):
+    path = write_records(tmp_path / "l.tfrecord", [
+        fake_video_record(20, 32, 32, (1,), video_id="ok"),
+        fake_video_record(20, 32, 32, (9,), video_id="bad_label"),  # CONFIG has 5 classes
+    ])
+    # Not skipped as a "corrupt record": a wrong label (or num_classes) must stop the run.
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"l\.tfrecord record 1 \(video/id bad_label\): label \[9\] is out of "
+                             r"range for num_classes=5"):
+        list(build_dataset(path, CONFIG, mode, 1, repeat=False))
+
+
+def test_unlabelled_records_pass_only_in_test_mode(tmp_path):
+    path = write_records(tmp_path / "u.tfrecord", [
+        fake_video_record(20, 32, 32, (), label_texts=[], video_id="nolabel"),
+        fake_video_record(20, 32, 32, (2,), video_id="two"),
+    ])
+    labels = [y for _, y, _ in build_dataset(path, CONFIG, "test", 6)]
+    assert np.concatenate(labels).tolist() == [-1] * 6 + [2] * 6  # the evaluator drops -1
+    for mode in ("train", "val"):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="only allowed in test mode"):
+            list(build_dataset(path, CONFIG, mode, 1, repeat=False))
+    multi = get_data_config("charades_slowfast_16x8", num_classes=5)
+    assert multi.multi_label
+    with pytest.raises(tf.errors.InvalidArgumentError, match="label \\[2,7\\] is out of range"):
+        bad = write_records(tmp_path / "m.tfrecord", [fake_video_record(20, 32, 32, (2, 7))])
+        list(build_dataset(bad, multi, "val", 1))
 
 
 def test_input_context_shards_videos(shards):

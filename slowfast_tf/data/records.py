@@ -18,9 +18,12 @@ serialized SequenceExamples.
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Sequence
 
 import tensorflow as tf
+from absl import logging
 
 IMAGE_KEY = "image/encoded"
 LABEL_INDEX_KEY = "clip/label/index"
@@ -127,3 +130,90 @@ def parse_sequence_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         "width": context[WIDTH_KEY],
         "num_frames": context[NUM_FRAMES_KEY],
     }
+
+
+# Bytes a TFRecord frame adds around each record: uint64 length, uint32 CRC of the length, the
+# data, uint32 CRC of the data. A shard that was read completely has size == sum(len + 16).
+TFRECORD_FRAME_BYTES = 16
+
+
+def _shard_warning(path, num_records, bytes_read, size) -> str:
+    lost = size - bytes_read
+    per_record = bytes_read / num_records if num_records else 0
+    estimate = f" (~{math.ceil(lost / per_record)} records at this shard's average size)" if per_record else ""
+    return (f"{path}: truncated or corrupt TFRecord shard: read {num_records} records "
+            f"({bytes_read} of {size} bytes), the remaining {lost} bytes{estimate} are skipped.")
+
+
+def read_tfrecord_shard(path, size, skip_corrupt: bool = True) -> tf.data.Dataset:
+    """Records of one TFRecord shard as ``(path, record_number, serialized)``.
+
+    With ``skip_corrupt``, a broken frame (truncated file, bad CRC) ends the reading of this shard
+    instead of the whole run, and a warning naming the file, the records read and the bytes left
+    unread is printed to stderr (TFRecord framing cannot be resynchronised, so the records after
+    the break are lost). ``size`` is the file size in bytes (``tf.io.gfile.stat(path).length``):
+    the shard was read completely iff the frames read add up to it.
+
+    Args:
+        path: tf.string scalar (or str), the shard.
+        size: int64 scalar, the shard's size in bytes.
+        skip_corrupt: bool; False raises ``DataLossError`` on a broken frame.
+
+    Returns:
+        tf.data.Dataset of ``(path, int64 record_number, serialized)``.
+    """
+    path = tf.convert_to_tensor(path, tf.string)
+    records = tf.data.TFRecordDataset(path)
+    if not skip_corrupt:
+        return records.enumerate().map(lambda i, r: (path, i, r))
+    # A sentinel after the last readable record lets the scan compare the bytes read with `size`.
+    flagged = records.ignore_errors().map(lambda r: (r, False)).concatenate(
+        tf.data.Dataset.from_tensors((tf.constant(b""), True))
+    )
+    size = tf.cast(size, tf.int64)
+
+    def step(state, element):
+        count, nbytes = state
+        serialized, is_end = element
+
+        def warn():
+            lost = size - nbytes
+            per_record = tf.maximum(nbytes // tf.maximum(count, 1), 1)
+            estimate = (lost + per_record - 1) // per_record  # a partial record is lost too
+            s = tf.strings.as_string
+            tf.print(tf.strings.join([
+                "WARNING slowfast_tf.data: ", path, ": truncated or corrupt TFRecord shard: read ",
+                s(count), " records (", s(nbytes), " of ", s(size), " bytes), the remaining ",
+                s(lost), " bytes (~", s(estimate), " records) are skipped.",
+            ]), output_stream=sys.stderr)
+            return tf.constant(0)
+
+        tf.cond(is_end & tf.not_equal(nbytes, size), warn, lambda: tf.constant(0))
+        frame = tf.cast(tf.strings.length(serialized), tf.int64) + TFRECORD_FRAME_BYTES
+        new_state = (count + 1, nbytes + frame)
+        return new_state, (path, count, serialized, is_end)
+
+    scanned = flagged.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), step)
+    return scanned.filter(lambda p, i, r, is_end: tf.logical_not(is_end)).map(
+        lambda p, i, r, is_end: (p, i, r)
+    )
+
+
+def count_records(files: Sequence[str]) -> int:
+    """Counts the readable records of TFRecord shards; a broken shard is counted up to its break.
+
+    Each broken shard is logged as a warning naming the file, the records read and the bytes lost.
+    """
+    total = 0
+    for path in files:
+        size = tf.io.gfile.stat(path).length
+        count, nbytes = tf.data.TFRecordDataset(path).ignore_errors().reduce(
+            (tf.constant(0, tf.int64), tf.constant(0, tf.int64)),
+            lambda s, r: (s[0] + 1, s[1] + tf.cast(tf.strings.length(r), tf.int64)
+                          + TFRECORD_FRAME_BYTES),
+        )
+        count, nbytes = int(count), int(nbytes)
+        if nbytes != size:
+            logging.warning(_shard_warning(path, count, nbytes, size))
+        total += count
+    return total

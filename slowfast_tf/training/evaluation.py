@@ -8,7 +8,10 @@ combined:
 - ``"mean"`` (PySlowFast ``ENSEMBLE_METHOD: sum``; top-k of the sum equals top-k of the mean),
 - ``"max"`` (Charades, multi-label: element-wise max of the per-view sigmoids).
 
-Top-1/top-5 (single-label) or mAP (multi-label) are computed on the per-video scores.
+Top-1/top-5 (single-label) or mAP (multi-label) are computed on the per-video scores. Unlabelled
+videos (label -1, a record without ``clip/label/index``) are excluded from the metrics and counted
+in ``num_unlabelled``; any other label outside ``[0, num_classes)`` is an error, raised at the first
+batch that holds it.
 """
 
 import csv
@@ -17,9 +20,11 @@ import os
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 from tqdm import tqdm
 
 from slowfast_tf.training import metrics as metrics_lib
+from slowfast_tf.utils import fileio
 
 ENSEMBLE_METHODS = ("mean", "sum", "max")
 
@@ -117,6 +122,7 @@ def per_class_report(
         predicted = video_scores >= threshold
     else:
         labels = np.asarray(video_labels).astype(np.int64)
+        check_label_range(labels, num_classes)
         targets = np.eye(num_classes, dtype=bool)[labels]
         predicted = np.eye(num_classes, dtype=bool)[np.argmax(video_scores, axis=1)]
         top5 = np.argsort(-video_scores, axis=1, kind="stable")[:, : min(5, num_classes)]
@@ -152,6 +158,22 @@ def per_class_report(
     return rows
 
 
+def check_label_range(labels, num_classes: int, allow_unlabelled: bool = False, where: str = ""):
+    """Raises ``ValueError`` unless every single-label class index is in ``[0, num_classes)``.
+
+    ``allow_unlabelled`` also accepts -1 (an unlabelled video, excluded from the metrics).
+    """
+    labels = np.asarray(labels).reshape(-1)
+    low = -1 if allow_unlabelled else 0
+    bad = (labels < low) | (labels >= num_classes)
+    if np.any(bad):
+        raise ValueError(
+            f"Labels must be in [{low}, {num_classes}) for a {num_classes}-class model{where}; "
+            f"check --num_classes and the records' label map. Received: labels "
+            f"{sorted(set(labels[bad].tolist()))[:10]} ({int(bad.sum())} of {labels.size})"
+        )
+
+
 def summarize(video_scores, video_labels, multi_label: bool = False) -> dict:
     """Headline numbers: top-1/top-5 accuracy (percent) or mAP (percent)."""
     if multi_label:
@@ -176,11 +198,12 @@ def write_report(summary: dict, rows: list, output_dir: str, prefix: str = "eval
         "per_class_json": os.path.join(output_dir, f"{prefix}_per_class.json"),
         "per_class_csv": os.path.join(output_dir, f"{prefix}_per_class.csv"),
     }
-    with open(paths["summary"], "w") as f:
+    # Atomic: a kill mid-write leaves the previous complete report, never a truncated one.
+    with fileio.atomic_open(paths["summary"], "w") as f:
         json.dump(summary, f, indent=2)
-    with open(paths["per_class_json"], "w") as f:
+    with fileio.atomic_open(paths["per_class_json"], "w") as f:
         json.dump(rows, f, indent=2)
-    with open(paths["per_class_csv"], "w", newline="") as f:
+    with fileio.atomic_open(paths["per_class_csv"], "w", newline="") as f:
         if rows:
             writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
             writer.writeheader()
@@ -233,8 +256,8 @@ def evaluate_multiview(
         strategy: optional strategy, whose scope the forward pass runs under.
 
     Returns:
-        dict with ``summary`` (top1/top5 or mAP, num_videos, num_views), ``per_class`` rows and
-        ``paths`` of written files.
+        dict with ``summary`` (top1/top5 or mAP, num_videos and num_views scored, num_unlabelled
+        videos left out), ``per_class`` rows and ``paths`` of written files.
     """
     method = method or ("max" if multi_label else "mean")
     strategy = strategy or tf.distribute.get_strategy()
@@ -249,10 +272,17 @@ def evaluate_multiview(
     scores, labels, indices = [], [], []
     iterator = dataset.take(num_batches) if num_batches else dataset
     with strategy.scope():
-        for element in tqdm(iterator, desc="multi-view eval", unit="batch", leave=False):
+        for batch, element in enumerate(
+            tqdm(iterator, desc="multi-view eval", unit="batch", leave=False)
+        ):
             inputs, batch_labels, video_index = _split_test_element(element)
-            scores.append(predict(inputs).numpy())
-            labels.append(np.asarray(batch_labels))
+            batch_scores = predict(inputs).numpy()
+            batch_labels = np.asarray(batch_labels)
+            if not multi_label:  # Fail at the first bad batch, not after the whole test set.
+                check_label_range(batch_labels, batch_scores.shape[1], allow_unlabelled=True,
+                                  where=f" (test batch {batch})")
+            scores.append(batch_scores)
+            labels.append(batch_labels)
             indices.append(np.asarray(video_index).reshape(-1))
     if not scores:
         raise ValueError("The test dataset yielded no batch.")
@@ -260,12 +290,25 @@ def evaluate_multiview(
     _, video_scores, video_labels, counts = aggregate_views(
         view_scores, np.concatenate(indices), np.concatenate(labels), method=method
     )
+    num_unlabelled = 0
+    if not multi_label:
+        labelled = video_labels >= 0
+        num_unlabelled = int(np.sum(~labelled))
+        if num_unlabelled:
+            logging.warning("Multi-view evaluation: %d of %d videos are unlabelled (label -1) and "
+                            "are left out of the metrics.", num_unlabelled, len(video_labels))
+        if not np.any(labelled):
+            raise ValueError(f"No labelled test video to score. Received: {num_unlabelled} "
+                             "videos, all unlabelled (label -1)")
+        video_scores, video_labels, counts = (
+            video_scores[labelled], video_labels[labelled], counts[labelled])
     summary = summarize(video_scores, video_labels, multi_label)
     summary.update(
         num_videos=int(len(counts)),
-        num_views=int(view_scores.shape[0]),
+        num_views=int(np.sum(counts)),
         views_per_video=float(np.mean(counts)),
         ensemble=method,
+        num_unlabelled=num_unlabelled,
     )
     rows = per_class_report(video_scores, video_labels, class_names, multi_label)
     paths = write_report(summary, rows, output_dir) if output_dir else {}

@@ -1,5 +1,6 @@
 import csv
 import json
+import os
 
 import keras
 import numpy as np
@@ -88,3 +89,57 @@ def test_evaluate_multiview_end_to_end_writes_reports(tmp_path):
     assert result["summary"]["ensemble"] == "max"
     # Max scores [[.3,.7,.6],[.6,.8,.1]], targets [[0,0,1],[0,1,0]] -> AP 1 and 1.
     assert result["summary"]["mAP"] == pytest.approx(100.0)
+
+
+def _identity_eval_model():
+    inputs = keras.Input((3,), name="slow")
+    return keras.Model({"slow": inputs}, {"probabilities": keras.layers.Identity()(inputs)})
+
+
+def test_unlabelled_videos_are_excluded_and_counted(tmp_path):
+    # Video 3 is unlabelled (-1); it used to be scored as the last class (np.eye()[-1]).
+    labels = np.array([-1, 1, -1, 1, -1, 1])
+    ds = tf.data.Dataset.from_tensor_slices(
+        ({"slow": VIEW_SCORES.astype("float32")}, labels, VIDEO_INDEX)).batch(2)
+    result = evaluation.evaluate_multiview(_identity_eval_model(), ds, output_dir=str(tmp_path))
+    summary = result["summary"]
+    assert summary["num_unlabelled"] == 1 and summary["num_videos"] == 1
+    assert summary["num_views"] == 3 and summary["top1"] == pytest.approx(100.0)
+    assert [r["support"] for r in result["per_class"]] == [0, 1, 0]
+    with open(tmp_path / "eval_summary.json") as f:
+        assert json.load(f)["num_unlabelled"] == 1
+
+
+def test_out_of_range_label_fails_at_its_batch_not_after_the_whole_set():
+    seen = []
+
+    def views():
+        for i in range(60):  # 10 copies of the 2 videos; view 1 (batch 0) has label 9 of 3
+            seen.append(i)
+            yield ({"slow": VIEW_SCORES[i % 6].astype("float32")}, 9 if i == 1 else 1,
+                   VIDEO_INDEX[i % 6] + 10 * (i // 6))
+
+    spec = ({"slow": tf.TensorSpec((3,), tf.float32)}, tf.TensorSpec((), tf.int64),
+            tf.TensorSpec((), tf.int64))
+    ds = tf.data.Dataset.from_generator(views, output_signature=spec).batch(2)
+    with pytest.raises(ValueError, match=r"\[-1, 3\) .*test batch 0.*Received: labels \[9\]"):
+        evaluation.evaluate_multiview(_identity_eval_model(), ds)
+    assert len(seen) < 60
+    with pytest.raises(ValueError, match=r"Labels must be in \[0, 3\)"):
+        evaluation.per_class_report(np.eye(3), np.array([0, 1, -1]))
+
+
+def test_reports_are_written_through_the_atomic_helper(tmp_path, monkeypatch):
+    opened = []
+    real = evaluation.fileio.atomic_open
+
+    def spy(path, *args, **kwargs):
+        opened.append(os.path.basename(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation.fileio, "atomic_open", spy)
+    (tmp_path / "eval_summary.json").write_text("old")
+    paths = evaluation.write_report({"top1": 1.0}, [{"class_id": 0}], str(tmp_path))
+    assert sorted(opened) == ["eval_per_class.csv", "eval_per_class.json", "eval_summary.json"]
+    assert json.loads(open(paths["summary"]).read()) == {"top1": 1.0}
+    assert [p for p in os.listdir(tmp_path) if p.startswith(".tmp")] == []

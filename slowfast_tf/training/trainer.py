@@ -17,11 +17,13 @@ import tempfile
 import warnings
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging
 from keras.src.saving import saving_lib
 
 from slowfast_tf.training import losses, lr_schedule, metrics, optimizer, precise_bn, strategy
+from slowfast_tf.utils import fileio
 
 HEAD_LAYER_NAMES = ("head_projection",)
 
@@ -73,6 +75,14 @@ class RecipeConfig:
     precise_bn_batches: int = 0
     checkpoint_period: int = 1
     jit_compile: bool = False
+
+    def __post_init__(self):
+        if self.lr_policy == "cosine" and 0 < self.epochs < self.warmup_epochs:
+            # PySlowFast's recipe warms up for 34 of 196 epochs; a short run (smoke tests, quick
+            # fine-tunes) keeps the recipe but cannot warm up for longer than it trains.
+            logging.warning("warmup_epochs=%g is longer than epochs=%d: warming up for %d epochs.",
+                            self.warmup_epochs, self.epochs, self.epochs)
+            self.warmup_epochs = float(self.epochs)
 
     def learning_rate(self, steps_per_epoch: int) -> lr_schedule.SlowFastLRSchedule:
         """The per-iteration schedule after the linear scaling rule."""
@@ -137,6 +147,8 @@ def load_init_weights(
         raise ValueError(f"`skip_head` must be True, False or 'auto'. Received: {skip_head!r}")
     if not str(path).endswith(".weights.h5"):
         raise ValueError(f"Expected a Keras `.weights.h5` file. Received: path={path}")
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"Weights file not found. Received: path={path!r}")
     heads = [layer for layer in model._flatten_layers() if layer.name in head_layer_names]
 
     def load(objects_to_skip=None):
@@ -160,6 +172,74 @@ def load_init_weights(
             raise
         logging.info("Head mismatch (%s); loading everything but %s.", error, head_layer_names)
     return load_skipping_heads()
+
+
+class NonFiniteError(RuntimeError):
+    """Training diverged: a non-finite loss or non-finite weights (nothing is saved as final)."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Raises `NonFiniteError` at the first batch whose loss is NaN or infinite.
+
+    Keras's ``TerminateOnNaN`` only sets ``stop_training``: ``fit`` then returns normally and the
+    diverged weights would be saved as final. Placed first among the callbacks, so that no
+    checkpoint or backup of the diverged state is written by the same batch or epoch.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.all(np.isfinite(np.asarray(loss, dtype=np.float64))):
+            raise NonFiniteError(
+                f"Training loss became {float(np.ravel(loss)[0])} at epoch {self._epoch + 1}, batch "
+                f"{batch + 1}; stopped, and no final weights were written. Check the labels and "
+                "lower --base_lr (or set --clipnorm)."
+            )
+
+
+def non_finite_weights(model: keras.Model) -> list:
+    """Paths of the model's variables that hold a NaN or an infinity."""
+    return [
+        variable.path
+        for variable in model.weights
+        if not np.all(np.isfinite(keras.ops.convert_to_numpy(variable)))
+    ]
+
+
+def save_final(model: keras.Model, model_dir: str) -> dict:
+    """Writes ``final.weights.h5`` and ``model.keras`` atomically, refusing non-finite weights.
+
+    Each file is written next to its target and renamed over it, so a kill leaves the previous
+    complete file. Raises `NonFiniteError` (and writes nothing) if any weight is NaN or infinite.
+
+    Returns:
+        dict of the written paths (``model.keras`` missing if the model cannot be serialised).
+    """
+    bad = non_finite_weights(model)
+    if bad:
+        raise NonFiniteError(
+            f"{len(bad)} of {len(model.weights)} weights are NaN or infinite (first: {bad[0]}); "
+            f"final weights were not written to {model_dir}."
+        )
+    paths = {"weights": os.path.join(model_dir, "final.weights.h5")}
+    with fileio.atomic_path(paths["weights"]) as tmp:
+        model.save_weights(tmp, overwrite=True)
+    model_file = os.path.join(model_dir, "model.keras")
+    try:
+        # The whole model (config + weights) for export.py --model_file, tiny configs included.
+        with fileio.atomic_path(model_file) as tmp:
+            model.save(tmp, overwrite=True)
+        paths["model"] = model_file
+    except (TypeError, ValueError, NotImplementedError) as error:
+        # Never lose a finished run to a serialization problem: the weights are saved above.
+        logging.warning("Could not save model.keras (%s); use final.weights.h5.", error)
+    return paths
 
 
 class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -262,7 +342,8 @@ def build_callbacks(
     # Non-chief workers write their logs and checkpoints to a throwaway directory.
     write_dir = model_dir if chief else tempfile.mkdtemp(prefix=f"{strategy.task_id()}_")
     os.makedirs(write_dir, exist_ok=True)
-    callbacks = []
+    # First: a diverged batch raises before any checkpoint callback can save its state.
+    callbacks = [StopOnNonFiniteLoss()]
     if recipe.precise_bn_batches > 0 and precise_bn_dataset is not None:
         callbacks.append(
             PreciseBNCallback(
@@ -350,7 +431,9 @@ def fit(
 ):
     """Trains a compiled model, resuming from ``model_dir/backup`` if present.
 
-    Saves ``model_dir/final.weights.h5`` and ``model_dir/model.keras`` at the end (chief only).
+    Saves ``model_dir/final.weights.h5`` and ``model_dir/model.keras`` at the end (chief only,
+    atomically, never non-finite weights: see `save_final`). A NaN/infinite loss stops training
+    with `NonFiniteError`.
 
     Returns:
         the Keras ``History``.
@@ -372,11 +455,5 @@ def fit(
         verbose=verbose,
     )
     if strategy.is_chief():
-        model.save_weights(os.path.join(model_dir, "final.weights.h5"), overwrite=True)
-        try:
-            # The whole model (config + weights) for export.py --model_file, tiny configs included.
-            model.save(os.path.join(model_dir, "model.keras"), overwrite=True)
-        except (TypeError, ValueError, NotImplementedError) as error:
-            # Never lose a finished run to a serialization problem: the weights are saved above.
-            logging.warning("Could not save model.keras (%s); use final.weights.h5.", error)
+        save_final(model, model_dir)
     return history

@@ -94,3 +94,91 @@ def test_mixed_float16_uses_loss_scaling_and_stays_finite(tmp_path):
     assert model.get_layer("conv").compute_dtype == "float16"
     assert model.get_layer("conv").kernel.dtype == "float32"
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_short_run_clamps_warmup_to_epochs():
+    # README "No data yet" command: --epochs=1 with the recipe's 34 warmup epochs used to raise.
+    recipe = trainer.RecipeConfig(num_classes=4, epochs=1, global_batch_size=2)
+    assert recipe.warmup_epochs == 1.0
+    schedule = recipe.learning_rate(steps_per_epoch=2)
+    assert np.isfinite(float(schedule(1)))
+    assert trainer.RecipeConfig(num_classes=4, epochs=196).warmup_epochs == 34.0
+
+
+def test_nan_loss_stops_training_and_writes_no_final_weights(tmp_path):
+    model = stand_in_model()
+    recipe = trainer.RecipeConfig(num_classes=3, epochs=2, warmup_epochs=0, global_batch_size=4)
+    trainer.compile_model(model, recipe, steps_per_epoch=3)
+    clips = np.full((8, 4, 8, 8, 3), np.nan, "float32")  # what an out-of-range XLA gather feeds
+    ds = tf.data.Dataset.from_tensor_slices(({"slow": clips}, np.zeros(8, "int32")))
+    with pytest.raises(trainer.NonFiniteError, match="epoch 1, batch 1"):
+        trainer.fit(model, ds.repeat().batch(4), recipe, str(tmp_path), steps_per_epoch=3,
+                    tensorboard=False, verbose=0)
+    assert not (tmp_path / "final.weights.h5").exists()
+    assert not (tmp_path / "checkpoints").exists() or not os.listdir(tmp_path / "checkpoints")
+
+
+def test_save_final_is_atomic_and_refuses_non_finite_weights(tmp_path, monkeypatch):
+    model = stand_in_model()
+    written = []
+    real = trainer.fileio.atomic_path
+
+    def spy(path):
+        written.append(os.path.basename(path))
+        return real(path)
+
+    monkeypatch.setattr(trainer.fileio, "atomic_path", spy)
+    paths = trainer.save_final(model, str(tmp_path))
+    assert written == ["final.weights.h5", "model.keras"] and set(paths) == {"weights", "model"}
+    before = (tmp_path / "final.weights.h5").read_bytes()
+    kernel = model.get_layer("head_projection").kernel
+    kernel.assign(np.full(kernel.shape, np.inf, "float32"))
+    with pytest.raises(trainer.NonFiniteError, match="1 of .* weights are NaN or infinite"):
+        trainer.save_final(model, str(tmp_path))
+    assert (tmp_path / "final.weights.h5").read_bytes() == before
+
+
+_KILL_WRITER = r"""
+import os, sys, time
+sys.path.insert(0, sys.argv[1])
+from slowfast_tf.training import trainer
+from slowfast_tf.training.trainer_test import stand_in_model
+
+model = stand_in_model()
+def slow_save_weights(path, overwrite=True):
+    # Half of a file, then stall: the moment a kill (OOM, pre-emption) lands mid-write.
+    with open(path, "wb") as f:
+        f.write(b"\x89HDF half-written")
+        f.flush()
+    open(sys.argv[3], "w").close()
+    time.sleep(600)
+model.save_weights = slow_save_weights
+trainer.save_final(model, sys.argv[2])
+"""
+
+
+@pytest.mark.slow
+def test_kill_while_overwriting_final_weights_keeps_the_old_file(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    trainer.save_final(stand_in_model(), str(tmp_path))
+    old = (tmp_path / "final.weights.h5").read_bytes()
+    marker = tmp_path / "writing"
+    proc = subprocess.Popen([sys.executable, "-c", _KILL_WRITER, repo, str(tmp_path), str(marker)],
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    try:
+        deadline = time.time() + 300
+        while not marker.exists():
+            assert proc.poll() is None and time.time() < deadline, "writer did not start"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert (tmp_path / "final.weights.h5").read_bytes() == old
+    reloaded = stand_in_model()
+    reloaded.load_weights(str(tmp_path / "final.weights.h5"))
