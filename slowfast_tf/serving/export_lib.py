@@ -9,7 +9,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from slowfast_tf.serving import client, signatures, tfserving
+from slowfast_tf.serving import payloads, signatures, tfserving
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +39,7 @@ def warmup_requests(
     # Fixed seed: the warm-up file is part of the artifact and should be reproducible.
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, size=(1, config.num_frames, h, w, 3), dtype=np.uint8)
-    examples = np.array([client.encode_sequence_example(frames[0])], dtype=object)
+    examples = np.array([payloads.encode_sequence_example(frames[0])], dtype=object)
     return [
         tfserving.predict_request(
             model_name, {signatures.FRAMES_KEY: frames}, signatures.DEFAULT_SIGNATURE
