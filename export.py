@@ -57,6 +57,18 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_list("mean", None, "RGB mean in [0, 1]; default: the data preset's.", **fv)
     flags.DEFINE_list("std", None, "RGB std in [0, 1]; default: the data preset's.", **fv)
     flags.DEFINE_integer("top_k", 5, "Number of top_k_ids / top_k_labels.", **fv)
+    flags.DEFINE_integer(
+        "max_frame_pixels", None, "Request limit: H * W of one frame; default 4096 * 4096.", **fv
+    )
+    flags.DEFINE_integer(
+        "max_request_frames", None,
+        "Request limit: frames per request (batch * T, or JPEGs over all examples); "
+        "default 4096.", **fv,
+    )
+    flags.DEFINE_integer(
+        "max_decoded_bytes", None,
+        "Request limit: uint8 bytes of the frames once decoded; default 2**30 (1 GiB).", **fv,
+    )
     flags.DEFINE_string(
         "data_preset", None,
         "slowfast_tf.data preset giving sampling_rate / target_fps / mean / std for "
@@ -164,7 +176,8 @@ def config_overrides(f: flags.FlagValues) -> dict:
         if data is not None:
             out.update(sampling_rate=data.sampling_rate, target_fps=data.target_fps,
                        mean=data.mean, std=data.std)
-    for name in ("num_frames", "alpha", "short_side", "crop_size", "top_k"):
+    for name in ("num_frames", "alpha", "short_side", "crop_size", "top_k", "max_frame_pixels",
+                 "max_request_frames", "max_decoded_bytes"):
         if getattr(f, name) is not None:
             out[name] = getattr(f, name)
     for name in ("mean", "std"):

@@ -85,6 +85,11 @@ def test_config_overrides_follow_the_preset():
     assert (flagged["short_side"], flagged["crop_size"], flagged["top_k"]) == (256, 224, 1)
     assert flagged["mean"] == (0.5, 0.5, 0.5)
     assert export.config_overrides(parse_flags("--crop_size=160"))["short_side"] == 160
+    limits = export.config_overrides(parse_flags(
+        "--max_frame_pixels=100", "--max_request_frames=7", "--max_decoded_bytes=9"
+    ))
+    assert (limits["max_frame_pixels"], limits["max_request_frames"],
+            limits["max_decoded_bytes"]) == (100, 7, 9)
 
 
 def run_cli(capsys, *argv):
