@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from slowfast_tf.serving import payloads, signatures, tfserving
+from slowfast_tf.utils import fileio
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,8 +99,10 @@ def export_for_serving(
     info = {"model_name": model_name, "version": version, **dataclasses.asdict(config)}
     info.update(metadata or {})
     tf.io.gfile.makedirs(os.path.join(stage, "assets.extra"))
-    with tf.io.gfile.GFile(os.path.join(stage, "assets.extra", "export_config.json"), "w") as f:
-        json.dump(info, f, indent=2, sort_keys=True, default=str)
+    fileio.atomic_write_text(
+        os.path.join(stage, "assets.extra", "export_config.json"),
+        json.dumps(info, indent=2, sort_keys=True, default=str),
+    )
     tf.io.gfile.rename(stage, final_dir)
 
     models_config = tfserving.write_models_config(

@@ -22,6 +22,8 @@ from google.protobuf import text_format
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from slowfast_tf.utils import fileio
+
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 # A model name is one directory under the model repository and one path segment of TF Serving's
 # REST URL (`/v1/models/([^/:]+)...`): letters, digits, '_', '-', '.', starting with a letter or
@@ -109,8 +111,7 @@ def write_models_config(path: str, models: dict[str, str]) -> str:
         entry.model_platform = "tensorflow"
         # Serve only the newest version; a new export replaces the old one without a restart.
         entry.model_version_policy.latest.num_versions = 1
-    with tf.io.gfile.GFile(path, "w") as f:
-        f.write(text_format.MessageToString(config))
+    fileio.atomic_write_text(path, text_format.MessageToString(config))
     return path
 
 
@@ -151,8 +152,7 @@ def write_batching_parameters(
         f"max_enqueued_batches {{ value: {max_enqueued_batches} }}\n"
         f"pad_variable_length_inputs: {str(pad_variable_length_inputs).lower()}\n"
     )
-    with tf.io.gfile.GFile(path, "w") as f:
-        f.write(text)
+    fileio.atomic_write_text(path, text)
     return path
 
 
@@ -180,7 +180,7 @@ def write_warmup_requests(
         raise ValueError("Need at least one warm-up request. Received: requests=[]")
     path = os.path.join(export_dir, WARMUP_FILE)
     tf.io.gfile.makedirs(os.path.dirname(path))
-    with tf.io.TFRecordWriter(path) as writer:
+    with fileio.atomic_path(path) as tmp, tf.io.TFRecordWriter(tmp) as writer:
         for request in requests:
             log = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request)

@@ -90,3 +90,12 @@ def test_versions_must_be_positive_int64(tmp_path, version):
     with pytest.raises(ValueError, match="positive integer"):
         tfserving.resolve_version_dir(str(tmp_path), version)
     assert tfserving.validate_version(2**63 - 1) == 2**63 - 1
+
+
+def test_warmup_file_is_all_or_nothing(tmp_path):
+    """A failure while writing the records leaves no (partial) warm-up file and no temp file."""
+    good = tfserving.predict_request("m", {"frames": np.zeros((1, 2, 4, 4, 3), np.uint8)})
+    with pytest.raises(TypeError):  # raised after the first record was written
+        tfserving.write_warmup_requests(str(tmp_path), [good, "not a request"])
+    folder = tmp_path / "assets.extra"
+    assert os.listdir(folder) == []
