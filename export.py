@@ -17,6 +17,7 @@ writes
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
@@ -57,17 +58,18 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_list("mean", None, "RGB mean in [0, 1]; default: the data preset's.", **fv)
     flags.DEFINE_list("std", None, "RGB std in [0, 1]; default: the data preset's.", **fv)
     flags.DEFINE_integer("top_k", 5, "Number of top_k_ids / top_k_labels.", **fv)
+    limits = {f.name: f.default for f in dataclasses.fields(signatures.ServingConfig)}
     flags.DEFINE_integer(
-        "max_frame_pixels", None, "Request limit: H * W of one frame; default 4096 * 4096.", **fv
+        "max_frame_pixels", limits["max_frame_pixels"],
+        "Request limit, checked in the graph: H * W of one frame (JPEG headers for examples).", **fv
     )
     flags.DEFINE_integer(
-        "max_request_frames", None,
-        "Request limit: frames per request (batch * T, or JPEGs over all examples); "
-        "default 4096.", **fv,
+        "max_request_frames", limits["max_request_frames"],
+        "Request limit: frames per request (batch * T, or JPEGs over all examples).", **fv,
     )
     flags.DEFINE_integer(
-        "max_decoded_bytes", None,
-        "Request limit: uint8 bytes of the frames once decoded; default 2**30 (1 GiB).", **fv,
+        "max_decoded_bytes", limits["max_decoded_bytes"],
+        "Request limit: uint8 bytes of the request's frames once decoded.", **fv,
     )
     flags.DEFINE_string(
         "data_preset", None,
@@ -142,7 +144,7 @@ def _load(flag: str, path: str, loader, **kwargs):
     """`loader(path)`, with any failure turned into one line that names the flag."""
     try:
         return loader(path, **kwargs)
-    except Exception as e:  # noqa: BLE001 (h5py, zipfile and Keras raise many types)
+    except Exception as e:  # h5py, zipfile and Keras raise many types
         detail = " ".join(str(e).split()) or "no message"
         if len(detail) > 400:
             detail = detail[:400] + " ..."

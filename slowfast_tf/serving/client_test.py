@@ -234,6 +234,7 @@ def test_command_line_main_rest_and_errors(video_path, servers, capsys):
     assert code == 1 and "error: Predict failed: NOT_FOUND" in out.err
 
 
+@pytest.mark.slow  # a fresh process imports TF (~15-50 s on 2 loaded cores)
 def test_module_help_has_no_runpy_warning():
     """`python -m slowfast_tf.serving.client --help`: the package must not pre-import the client.
 

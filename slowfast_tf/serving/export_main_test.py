@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -76,6 +77,10 @@ def test_config_overrides_follow_the_preset():
     sf = export.config_overrides(parse_flags("--preset=slowfast_r50_8x8"))
     assert (sf["short_side"], sf["crop_size"], sf["sampling_rate"]) == (256, 256, 2)
     assert sf["mean"] == (0.45, 0.45, 0.45) and sf["target_fps"] == 30.0
+    # The limit flags default to ServingConfig's own defaults (one owner).
+    assert (sf["max_frame_pixels"], sf["max_request_frames"], sf["max_decoded_bytes"]) == (
+        4096 * 4096, 4096, 2**30
+    )
     tv = export.config_overrides(parse_flags("--preset=r2plus1d_r18_torchvision"))
     assert (tv["short_side"], tv["crop_size"], tv["sampling_rate"]) == (128, 112, 1)
     assert tv["mean"] == (0.43216, 0.394666, 0.37645)
@@ -182,3 +187,15 @@ def test_command_line_random_keras_exits_2(tmp_path):
     last = proc.stderr.strip().splitlines()[-1]
     assert last == (f"error: --model_file is not a .keras file (not a zip archive: corrupt or "
                     f"truncated download?). Received: --model_file='{path}'")
+
+
+@pytest.mark.slow  # a fresh process imports TF and Keras
+def test_helpfull_lists_the_request_limits():
+    """`python export.py --helpfull` (serving README) prints each limit flag with its default."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "export.py", "--helpfull"], capture_output=True,
+                          text=True, timeout=300, cwd=REPO, env=env)
+    text = " ".join(proc.stdout.split())
+    for flag, default in [("max_frame_pixels", 16777216), ("max_request_frames", 4096),
+                          ("max_decoded_bytes", 1073741824)]:
+        assert re.search(rf"--{flag}: [^-]*\(default: '{default}'\)", text), (flag, text[-3000:])
