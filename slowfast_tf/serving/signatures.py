@@ -64,8 +64,8 @@ class ServingConfig:
             number of JPEGs over all `examples` (default 4096, 2 min 16 s at 30 fps).
         max_decoded_bytes: int, most uint8 bytes the request's frames take once decoded: the
             `frames` tensor itself, or for `examples` at most `min(N, num_frames)` decoded frames
-            per record at the record's largest frame size (default 1 GiB). The float32 resize
-            that follows needs up to ~5x this.
+            per record at the record's largest frame size (default 1 GiB). The resize that
+            follows works in float32, 4 bytes per value on top of these.
     """
 
     num_frames: int
