@@ -17,16 +17,22 @@ writes
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from slowfast_tf.data import get_data_config  # noqa: E402
-from slowfast_tf.serving import export_lib, signatures  # noqa: E402
+from slowfast_tf.serving import export_lib, signatures, tfserving  # noqa: E402
 from slowfast_tf.training import devices  # noqa: E402
+
+_ZIP_MAGIC = b"PK\x03\x04"  # a .keras file is a zip archive
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"  # .weights.h5
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -53,6 +59,19 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_list("mean", None, "RGB mean in [0, 1]; default: the data preset's.", **fv)
     flags.DEFINE_list("std", None, "RGB std in [0, 1]; default: the data preset's.", **fv)
     flags.DEFINE_integer("top_k", 5, "Number of top_k_ids / top_k_labels.", **fv)
+    limits = {f.name: f.default for f in dataclasses.fields(signatures.ServingConfig)}
+    flags.DEFINE_integer(
+        "max_frame_pixels", limits["max_frame_pixels"],
+        "Request limit, checked in the graph: H * W of one frame (JPEG headers for examples).", **fv
+    )
+    flags.DEFINE_integer(
+        "max_request_frames", limits["max_request_frames"],
+        "Request limit: frames per request (batch * T, or JPEGs over all examples).", **fv,
+    )
+    flags.DEFINE_integer(
+        "max_decoded_bytes", limits["max_decoded_bytes"],
+        "Request limit: uint8 bytes of the request's frames once decoded.", **fv,
+    )
     flags.DEFINE_string(
         "data_preset", None,
         "slowfast_tf.data preset giving sampling_rate / target_fps / mean / std for "
@@ -89,15 +108,50 @@ def load_model(f: flags.FlagValues) -> keras.Model:
         )
     presets = _presets()  # importing both families also registers them for .keras loading
     if f.model_file:
-        return keras.saving.load_model(f.model_file, compile=False)
+        _check_file("--model_file", f.model_file, {".keras": _ZIP_MAGIC})
+        return _load("--model_file", f.model_file, keras.saving.load_model, compile=False)
     if f.preset not in presets:
         raise ValueError(f"Unknown preset. Valid: {sorted(presets)}. Received: preset={f.preset!r}")
+    if f.weights:  # checked before the (slow) model build
+        _check_file("--weights", f.weights, {".weights.h5": _HDF5_MAGIC, ".keras": _ZIP_MAGIC})
     model = presets[f.preset][1](f.preset, num_classes=f.num_classes)
     if f.weights:
-        model.load_weights(f.weights)
+        _load("--weights", f.weights, model.load_weights)
     else:
         logging.warning("No --weights given: exporting randomly initialised weights.")
     return model
+
+
+def _check_file(flag: str, path: str, magic_by_suffix: dict[str, bytes]) -> None:
+    """Refuses a missing file, a wrong extension or content that is not that format."""
+    suffix = next((x for x in magic_by_suffix if path.endswith(x)), None)
+    if suffix is None:
+        raise ValueError(
+            f"{flag} must end with {' or '.join(magic_by_suffix)}. Received: {flag}={path!r}"
+        )
+    if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
+        raise ValueError(f"{flag} does not exist or is not a file. Received: {flag}={path!r}")
+    with tf.io.gfile.GFile(path, "rb") as fh:
+        head = fh.read(len(magic_by_suffix[suffix]))
+    if head != magic_by_suffix[suffix]:
+        kind = "zip archive" if suffix == ".keras" else "HDF5 file"
+        raise ValueError(
+            f"{flag} is not a {suffix} file (not a {kind}: corrupt or truncated download?). "
+            f"Received: {flag}={path!r}"
+        )
+
+
+def _load(flag: str, path: str, loader, **kwargs):
+    """`loader(path)`, with any failure turned into one line that names the flag."""
+    try:
+        return loader(path, **kwargs)
+    except Exception as e:  # h5py, zipfile and Keras raise many types
+        detail = " ".join(str(e).split()) or "no message"
+        if len(detail) > 400:
+            detail = detail[:400] + " ..."
+        raise ValueError(
+            f"Could not load {flag} ({type(e).__name__}: {detail}). Received: {flag}={path!r}"
+        ) from e
 
 
 def config_overrides(f: flags.FlagValues) -> dict:
@@ -125,7 +179,8 @@ def config_overrides(f: flags.FlagValues) -> dict:
         if data is not None:
             out.update(sampling_rate=data.sampling_rate, target_fps=data.target_fps,
                        mean=data.mean, std=data.std)
-    for name in ("num_frames", "alpha", "short_side", "crop_size", "top_k"):
+    for name in ("num_frames", "alpha", "short_side", "crop_size", "top_k", "max_frame_pixels",
+                 "max_request_frames", "max_decoded_bytes"):
         if getattr(f, name) is not None:
             out[name] = getattr(f, name)
     for name in ("mean", "std"):
@@ -141,6 +196,9 @@ def main(argv, flag_values: flags.FlagValues = flags.FLAGS):
     f = flag_values
     if not f.export_base:
         raise ValueError("--export_base is required. Received: export_base=None")
+    tfserving.validate_model_name(f.model_name)  # before the model is built
+    if f.version:
+        tfserving.validate_version(f.version)
     devices.log_run_context("export.py")
     model = load_model(f)
     overrides = config_overrides(f)
@@ -175,6 +233,17 @@ def main(argv, flag_values: flags.FlagValues = flags.FLAGS):
     print(result.export_dir)
 
 
+def cli_main(argv, flag_values: flags.FlagValues = flags.FLAGS) -> int:
+    """`main` for the command line: a bad flag or input file is one `error:` line, exit code 2."""
+    try:
+        main(argv, flag_values)
+    except (ValueError, OSError, tf.errors.OpError) as e:
+        message = e.message if isinstance(e, tf.errors.OpError) else str(e)
+        print(f"error: {' '.join(message.split())}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    app.run(cli_main)

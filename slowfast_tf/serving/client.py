@@ -29,7 +29,8 @@ from absl import app, flags
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from tqdm import tqdm
 
-from slowfast_tf.data import make_sequence_example, transforms
+from slowfast_tf.data import transforms
+from slowfast_tf.serving.payloads import encode_sequence_example
 
 FRAMES_KEY = "frames"
 EXAMPLES_KEY = "examples"
@@ -127,24 +128,6 @@ def validate_frames(frames) -> np.ndarray:
             f"Received: shape={list(frames.shape)}"
         )
     return frames
-
-
-def encode_sequence_example(frames: np.ndarray, fps: float = 30.0, quality: int = 95) -> bytes:
-    """uint8 `[N, H, W, 3]` video -> serialized SequenceExample in the project's record layout.
-
-    One JPEG per frame under `image/encoded` (`slowfast_tf.data.make_sequence_example`), so the
-    `serve_examples` signature cuts the clip out of it exactly as offline evaluation would.
-    """
-    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or not len(frames):
-        raise ValueError(
-            "`frames` must be uint8 [N, H, W, 3] with N >= 1. "
-            f"Received: dtype={frames.dtype}, shape={list(frames.shape)}"
-        )
-    jpegs = [tf.io.encode_jpeg(f, quality=quality).numpy() for f in frames]
-    example = make_sequence_example(
-        jpegs, [], fps=fps, height=frames.shape[1], width=frames.shape[2]
-    )
-    return example.SerializeToString()
 
 
 def _request_inputs(

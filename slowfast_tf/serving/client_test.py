@@ -208,6 +208,7 @@ def test_command_line(video_path, servers):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "RuntimeWarning" not in proc.stderr, proc.stderr[-2000:]
     lines = proc.stdout.strip().splitlines()
     assert "gRPC" in lines[0]
     assert len(lines) == 4 and lines[1].startswith("1. ") and any(x in lines[1] for x in LABELS)
@@ -231,3 +232,22 @@ def test_command_line_main_rest_and_errors(video_path, servers, capsys):
     assert code == 0 and "REST" in out.out and "\n1. " in out.out
     code, out = run_main(capsys, *common, f"--server={servers[0]}", "--model_name=missing")
     assert code == 1 and "error: Predict failed: NOT_FOUND" in out.err
+
+
+@pytest.mark.slow  # a fresh process imports TF (~15-50 s on 2 loaded cores)
+def test_module_help_has_no_runpy_warning():
+    """`python -m slowfast_tf.serving.client --help`: the package must not pre-import the client.
+
+    Before the fix `slowfast_tf.serving` imported `export_lib`, which imported `client`, and
+    runpy printed "RuntimeWarning: 'slowfast_tf.serving.client' found in sys.modules ...".
+    """
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("PYTHONWARNINGS", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "slowfast_tf.serving.client", "--help"],
+        capture_output=True, text=True, timeout=300, cwd=REPO, env=env,
+    )
+    assert "--video" in proc.stdout and "--signature_name" in proc.stdout, proc.stderr[-2000:]
+    assert "RuntimeWarning" not in proc.stderr and "found in sys.modules" not in proc.stderr, (
+        proc.stderr[-2000:]
+    )

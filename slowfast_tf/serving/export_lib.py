@@ -9,7 +9,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from slowfast_tf.serving import client, signatures, tfserving
+from slowfast_tf.serving import payloads, signatures, tfserving
+from slowfast_tf.utils import fileio
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +40,7 @@ def warmup_requests(
     # Fixed seed: the warm-up file is part of the artifact and should be reproducible.
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, size=(1, config.num_frames, h, w, 3), dtype=np.uint8)
-    examples = np.array([client.encode_sequence_example(frames[0])], dtype=object)
+    examples = np.array([payloads.encode_sequence_example(frames[0])], dtype=object)
     return [
         tfserving.predict_request(
             model_name, {signatures.FRAMES_KEY: frames}, signatures.DEFAULT_SIGNATURE
@@ -98,8 +99,10 @@ def export_for_serving(
     info = {"model_name": model_name, "version": version, **dataclasses.asdict(config)}
     info.update(metadata or {})
     tf.io.gfile.makedirs(os.path.join(stage, "assets.extra"))
-    with tf.io.gfile.GFile(os.path.join(stage, "assets.extra", "export_config.json"), "w") as f:
-        json.dump(info, f, indent=2, sort_keys=True, default=str)
+    fileio.atomic_write_text(
+        os.path.join(stage, "assets.extra", "export_config.json"),
+        json.dumps(info, indent=2, sort_keys=True, default=str),
+    )
     tf.io.gfile.rename(stage, final_dir)
 
     models_config = tfserving.write_models_config(

@@ -14,15 +14,26 @@ Debian), so this module reproduces the part of it that matters for our export:
 Like TF Serving, only the signature name and input keys are checked in Python; tensors go to
 `Session::Run` unchanged, so a dtype that differs from the SignatureDef is rejected by the runtime
 (`Expects arg[0] to be uint8 but float is provided`) and shapes are left to the graph's own checks.
+
+Unlike a bare servicer, both front ends are bounded (`ServerLimits`): the gRPC message and REST body
+size are capped, a TensorProto's declared size is checked before it is built (a 48-byte request
+can otherwise declare gigabytes), and every malformed request gets a status (`INVALID_ARGUMENT`,
+or a 4xx JSON `{"error": ...}` over REST) rather than a dropped connection.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import dataclasses
 import json
+import math
 import re
+import socket
 import threading
+import time
 from concurrent import futures
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
@@ -31,6 +42,29 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 DEFAULT_SIGNATURE = "serving_default"
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerLimits:
+    """What one request may cost the local servers.
+
+    Args:
+        max_request_bytes: int, largest gRPC message and REST body, and the most bytes the input
+            tensors of one request may declare (checked before they are built). Default 64 MiB:
+            a 32-frame 256 x 256 clip is 6 MB raw, ~25 MB as REST JSON.
+        read_timeout_s: float, REST socket timeout while reading a request.
+    """
+
+    max_request_bytes: int = 64 * 2**20
+    read_timeout_s: float = 30.0
+
+    def __post_init__(self):
+        if not isinstance(self.max_request_bytes, int) or self.max_request_bytes < 1:
+            raise ValueError(
+                f"`max_request_bytes` must be a positive int. Received: {self.max_request_bytes!r}"
+            )
+        if not self.read_timeout_s > 0:
+            raise ValueError(f"`read_timeout_s` must be > 0. Received: {self.read_timeout_s!r}")
 
 
 class PredictError(ValueError):
@@ -93,6 +127,13 @@ class SessionRunner:
                 f"input size does not match signature '{signature_name}': expects inputs "
                 f"{sorted(sig.inputs)}. Sent extra: {extra}. Missing but required: {missing}."
             )
+        for key, value in inputs.items():
+            shape = np.shape(value)
+            if shape and shape[0] == 0:
+                raise PredictError(
+                    f"Input '{key}' is empty (batch size 0); send at least one. "
+                    f"Received: shape {list(shape)}"
+                )
         names = list(output_filter) or list(sig.outputs)
         unknown = sorted(set(names) - set(sig.outputs))
         if unknown:
@@ -144,10 +185,14 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     Args:
         models: `{model_name: (version, SessionRunner)}`.
+        limits: `ServerLimits` (declared tensor bytes).
     """
 
-    def __init__(self, models: dict[str, tuple[int, SessionRunner]]):
+    def __init__(
+        self, models: dict[str, tuple[int, SessionRunner]], limits: ServerLimits | None = None
+    ):
         self.models = models
+        self.limits = limits or ServerLimits()
 
     def Predict(self, request, context):  # noqa: N802 (gRPC method name)
         name = request.model_spec.name
@@ -161,7 +206,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             )
         signature = request.model_spec.signature_name or DEFAULT_SIGNATURE
         try:
-            inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+            inputs = tensors_from_protos(request.inputs, self.limits.max_request_bytes)
             outputs = runner.run(signature, inputs, list(request.output_filter))
         except PredictError as e:
             context.abort(getattr(grpc.StatusCode, e.code), str(e))
@@ -174,13 +219,65 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
 
-def serve_grpc(models: dict[str, tuple[int, SessionRunner]], port: int = 0):
-    """Starts a loopback gRPC PredictionService. Returns `(server, port)`; call `server.stop(0)`."""
-    # TF Serving accepts messages up to INT32_MAX; clips of raw frames are tens of MB.
-    options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+def tensors_from_protos(protos, max_bytes: int) -> dict[str, np.ndarray]:
+    """`{key: TensorProto}` -> numpy arrays, refusing what would be too large *before* building it.
+
+    `tf.make_ndarray` trusts `tensor_shape`: a proto with one `int_val` and dims
+    `[1000, 600, 600, 3]` is broadcast to 1.08 GB. So dims must be known and >= 0, the declared
+    bytes of all inputs (elements x item size) at most `max_bytes`, and `tensor_content` exactly
+    that long.
+
+    Raises:
+        PredictError: INVALID_ARGUMENT, naming the input and what it declared.
+    """
+    declared, out = 0, {}
+    for key, proto in protos.items():
+        try:
+            dtype = tf.as_dtype(proto.dtype)
+            itemsize = np.dtype(dtype.as_numpy_dtype).itemsize  # strings: one object pointer
+        except TypeError as e:
+            raise PredictError(
+                f"Input '{key}' has an unsupported dtype. Received: dtype enum {proto.dtype}"
+            ) from e
+        if proto.tensor_shape.unknown_rank:
+            raise PredictError(f"Input '{key}' must have a known shape (tensor_shape.unknown_rank).")
+        dims = [d.size for d in proto.tensor_shape.dim]
+        if any(d < 0 for d in dims):
+            raise PredictError(f"Input '{key}' has a negative dimension. Received: shape {dims}")
+        nbytes = math.prod(dims) * itemsize
+        declared += nbytes
+        if declared > max_bytes:
+            raise PredictError(
+                f"Input '{key}' of shape {dims} ({dtype.name}) declares {nbytes} bytes; the "
+                f"request may hold at most max_request_bytes={max_bytes}."
+            )
+        if proto.tensor_content and len(proto.tensor_content) != nbytes:
+            raise PredictError(
+                f"Input '{key}': tensor_content has {len(proto.tensor_content)} bytes but shape "
+                f"{dims} ({dtype.name}) needs {nbytes}."
+            )
+        try:
+            out[key] = tf.make_ndarray(proto)
+        except Exception as e:  # numpy reshape / dtype errors of a bad proto
+            raise PredictError(f"Input '{key}' is not a valid TensorProto: {e}") from e
+    return out
+
+
+def serve_grpc(
+    models: dict[str, tuple[int, SessionRunner]], port: int = 0, limits: ServerLimits | None = None
+):
+    """Starts a loopback gRPC PredictionService. Returns `(server, port)`; call `server.stop(0)`.
+
+    A message over `limits.max_request_bytes` is refused by gRPC itself (RESOURCE_EXHAUSTED).
+    """
+    limits = limits or ServerLimits()
+    options = [
+        ("grpc.max_receive_message_length", limits.max_request_bytes),
+        ("grpc.max_send_message_length", -1),
+    ]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), options=options)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(models), server
+        PredictionServicer(models, limits), server
     )
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
@@ -189,19 +286,39 @@ def serve_grpc(models: dict[str, tuple[int, SessionRunner]], port: int = 0):
 
 # ------------------------------------------------------------------------------------- REST ---
 _PREDICT_PATH = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+))?:predict$")
+_DISCARD_BYTES, _DISCARD_SECONDS = 16 * 2**20, 1.0
+
+
+class _HttpError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
 
 
 def _from_json(value, dtype: tf.DType, key: str) -> np.ndarray:
+    """A JSON value -> numpy array of `dtype`; ragged, too deep or mistyped values -> PredictError."""
+    try:
+        array = np.asarray(value, dtype=object if dtype == tf.string else None)
+    except ValueError as e:  # ragged lists, or more than numpy's 64 dimensions
+        raise PredictError(f"Input '{key}' is not a rectangular array: {e}") from e
     if dtype == tf.string:
-        def conv(v):
-            if isinstance(v, list):
-                return [conv(x) for x in v]
-            if isinstance(v, dict) and "b64" in v:
-                return base64.b64decode(v["b64"])
-            return str(v).encode()
-
-        return np.asarray(conv(value), dtype=object)
-    array = np.asarray(value)
+        # Leaves are strings or {"b64": "..."}; anything else (a list left by ragged rows, a
+        # number, null) is refused rather than turned into text.
+        out = np.empty(array.shape, dtype=object)
+        for index, leaf in np.ndenumerate(array):
+            if isinstance(leaf, str):
+                out[index] = leaf.encode("utf-8")
+            elif isinstance(leaf, dict) and set(leaf) == {"b64"} and isinstance(leaf["b64"], str):
+                try:
+                    out[index] = base64.b64decode(leaf["b64"], validate=True)
+                except (binascii.Error, ValueError) as e:
+                    raise PredictError(f"Input '{key}' has invalid base64: {e}") from e
+            else:
+                raise PredictError(
+                    f"Input '{key}' must be a rectangular array of strings or {{\"b64\": ...}} "
+                    f"objects. Received an element of type {type(leaf).__name__}"
+                )
+        return out
     if array.dtype.kind not in "iufb":
         raise PredictError(f"Input '{key}' must be numeric for {dtype.name}. Received: {array.dtype}")
     if dtype.is_integer:
@@ -221,59 +338,188 @@ def _to_json(array: np.ndarray):
     return array.tolist()
 
 
+def _json_object(data: bytes) -> dict:
+    """REST body bytes -> the JSON object; 400 for anything else."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _HttpError(400, f"The body is not UTF-8 ({e.reason} at byte {e.start}).") from e
+    try:
+        body = json.loads(text)
+    except RecursionError as e:
+        raise _HttpError(400, "The JSON body is nested too deeply.") from e
+    except ValueError as e:  # JSONDecodeError, or an integer with too many digits
+        raise _HttpError(400, f"The body is not valid JSON: {e}") from e
+    if not isinstance(body, dict):
+        raise _HttpError(
+            400, "The JSON body must be an object with 'instances' or 'inputs'. "
+            f"Received: {type(body).__name__}"
+        )
+    return body
+
+
+def _request_inputs(body: dict, specs: dict) -> tuple[dict, bool]:
+    """The JSON object -> (`{key: JSON value}`, row format?); 400 for anything malformed."""
+    if ("instances" in body) == ("inputs" in body):
+        raise _HttpError(400, "The JSON body needs exactly one of 'instances' or 'inputs'.")
+    single = next(iter(specs)) if len(specs) == 1 else None
+    if "inputs" in body:
+        raw = body["inputs"]
+        if not isinstance(raw, dict):
+            if single is None:
+                raise _HttpError(400, f"'inputs' must be an object keyed by {sorted(specs)}.")
+            raw = {single: raw}
+        return raw, False
+    rows = body["instances"]
+    if not isinstance(rows, list):
+        raise _HttpError(400, f"'instances' must be a list. Received: {type(rows).__name__}")
+    if not rows:
+        raise _HttpError(400, "'instances' is empty (batch size 0); send at least one.")
+    if all(isinstance(r, dict) for r in rows):
+        for i, row in enumerate(rows):
+            if set(row) != set(specs):
+                raise _HttpError(
+                    400, f"Instance {i} has keys {sorted(row)}; the signature has {sorted(specs)}."
+                )
+        return {k: [r[k] for r in rows] for k in specs}, True
+    if single is None or any(isinstance(r, dict) for r in rows):
+        raise _HttpError(
+            400, f"Each instance must be an object keyed by {sorted(specs)}"
+            + (f" (or, for this single-input signature, a bare '{single}' value)." if single else ".")
+        )
+    return {single: rows}, True
+
+
 class _RestHandler(BaseHTTPRequestHandler):
     models: dict[str, tuple[int, SessionRunner]] = {}
+    limits = ServerLimits()
+    # A garbled request line still gets a status line and headers (not an HTTP/0.9 bare body).
+    default_request_version = "HTTP/1.0"
 
     def log_message(self, *args):  # keep test output quiet
         pass
 
-    def _reply(self, status: int, body: dict):
+    def _reply(self, status: int, body: dict, headers: dict | None = None):
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
-    def do_POST(self):  # noqa: N802
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own errors (bad request line, unknown method, long headers) as JSON."""
+        self.close_connection = True
+        self._reply(code, {"error": message or HTTPStatus(code).phrase})
+
+    def _not_allowed(self):
+        self._reply(405, {"error": f"Method {self.command} not allowed; use POST .../:predict."},
+                    {"Allow": "POST"})
+
+    do_GET = do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            raise _HttpError(411, "Chunked bodies are not supported; send a Content-Length.")
+        values = self.headers.get_all("Content-Length") or []
+        if not values:
+            raise _HttpError(411, "A Content-Length header is required.")
+        text = values[0].strip()
+        if len(set(v.strip() for v in values)) > 1 or not re.fullmatch(r"[0-9]+", text):
+            raise _HttpError(
+                400, f"Content-Length must be one non-negative integer. Received: {values}"
+            )
+        limit = self.limits.max_request_bytes
+        if len(text) > 18 or int(text) > limit:
+            raise _HttpError(
+                413, f"The body of {text} bytes exceeds max_request_bytes={limit}."
+            )
+        length = int(text)
+        try:
+            data = self.rfile.read(length)
+        except TimeoutError as e:
+            raise _HttpError(408, f"Timed out reading the {length}-byte body.") from e
+        if len(data) != length:
+            raise _HttpError(
+                400, f"The body ended after {len(data)} of {length} bytes (Content-Length)."
+            )
+        self._body_read = True
+        return data
+
+    def _predict(self) -> dict:
         match = _PREDICT_PATH.match(self.path)
         if not match or match.group(1) not in self.models:
-            return self._reply(404, {"error": f"Servable not found for request: {self.path}"})
+            raise _HttpError(404, f"Servable not found for request: {self.path}")
         version, runner = self.models[match.group(1)]
         if match.group(2) and int(match.group(2)) != version:
-            return self._reply(404, {"error": f"Servable not found for version {match.group(2)}"})
+            raise _HttpError(404, f"Servable not found for version {match.group(2)}")
+        body = _json_object(self._read_body())
+        signature = body.get("signature_name", DEFAULT_SIGNATURE)
+        if not isinstance(signature, str):
+            raise _HttpError(400, f"'signature_name' must be a string. Received: {signature!r}")
         try:
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-            signature = body.get("signature_name", DEFAULT_SIGNATURE)
             specs = runner.input_specs(signature)
-            if "instances" in body:
-                rows = body["instances"]
-                if len(specs) == 1 and not (rows and isinstance(rows[0], dict)):
-                    rows = [{next(iter(specs)): r} for r in rows]
-                raw = {k: [r[k] for r in rows] for k in specs}
-            elif "inputs" in body:
-                raw = body["inputs"]
-                if not isinstance(raw, dict):
-                    raw = {next(iter(specs)): raw}
-            else:
-                raise PredictError("JSON body needs 'instances' or 'inputs'.")
+            raw, rows = _request_inputs(body, specs)
             unknown = sorted(set(raw) - set(specs))
             if unknown:
                 raise PredictError(f"Unknown inputs {unknown}; signature has {sorted(specs)}")
             inputs = {k: _from_json(v, specs[k][0], k) for k, v in raw.items()}
             outputs = runner.run(signature, inputs)
-        except (PredictError, json.JSONDecodeError, KeyError, TypeError) as e:
-            return self._reply(400, {"error": str(e)})
-        if "instances" in body:
+        except PredictError as e:
+            raise _HttpError(404 if e.code == "NOT_FOUND" else 400, str(e)) from e
+        if rows:
             n = len(next(iter(outputs.values())))
-            preds = [{k: _to_json(v[i]) for k, v in outputs.items()} for i in range(n)]
-            return self._reply(200, {"predictions": preds})
-        return self._reply(200, {"outputs": {k: _to_json(v) for k, v in outputs.items()}})
+            return {"predictions": [{k: _to_json(v[i]) for k, v in outputs.items()} for i in range(n)]}
+        return {"outputs": {k: _to_json(v) for k, v in outputs.items()}}
+
+    def do_POST(self):  # noqa: N802
+        self._body_read = False
+        try:
+            status, body = 200, self._predict()
+        except _HttpError as e:
+            status, body = e.status, {"error": str(e)}
+        except Exception as e:  # a bug or runtime failure is still an HTTP answer
+            status, body = 500, {"error": f"Internal error: {type(e).__name__}: {e}"}
+        self._reply(status, body)
+        if not self._body_read:  # refused before (or while) reading the body
+            self.close_connection = True
+            self._discard_unread_body()
+
+    def _discard_unread_body(self):
+        """Closing a socket with unread input sends a TCP reset, which can destroy the error
+        response before the client reads it; so stop writing and swallow (boundedly) what the
+        client is still sending."""
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(_DISCARD_SECONDS)
+            deadline, left = time.monotonic() + _DISCARD_SECONDS, _DISCARD_BYTES
+            while left > 0 and time.monotonic() < deadline:
+                chunk = self.connection.recv(min(65536, left))
+                if not chunk:
+                    break
+                left -= len(chunk)
+        except OSError:
+            pass
 
 
-def serve_rest(models: dict[str, tuple[int, SessionRunner]], port: int = 0):
-    """Starts a loopback REST server in a thread. Returns `(server, port)`; call `server.shutdown()`."""
-    handler = type("RestHandler", (_RestHandler,), {"models": models})
+def serve_rest(
+    models: dict[str, tuple[int, SessionRunner]], port: int = 0, limits: ServerLimits | None = None
+):
+    """Starts a loopback REST server in a thread. Returns `(server, port)`; call `server.shutdown()`.
+
+    Every answer is JSON: `{"predictions"|"outputs": ...}` or `{"error": ...}` with a 4xx status
+    (400 malformed, 404 unknown model or path, 405 method, 408 slow body, 411 no Content-Length,
+    413 body over `limits.max_request_bytes`) or 500.
+    """
+    limits = limits or ServerLimits()
+    # `timeout`: StreamRequestHandler's socket timeout while reading a request.
+    attrs = {"models": models, "limits": limits, "timeout": limits.read_timeout_s}
+    handler = type("RestHandler", (_RestHandler,), attrs)
     server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, server.server_address[1]

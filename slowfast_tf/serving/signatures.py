@@ -10,6 +10,11 @@ Two signatures, both ending in the same in-graph test-time preprocessing and eva
 Both return `probabilities` float32 `[batch, num_classes]` (mean over positions of softmax, the
 PySlowFast eval head), `top_k_ids` int32 `[batch, k]` and `top_k_labels` string `[batch, k]`.
 
+Both check the request against the export's limits (`ServingConfig.max_*`) before any frame is
+decoded or resized: `serve_examples` reads only the JPEG headers (`extract_jpeg_shape`) to learn
+each frame's size, so a small request that declares huge frames fails before any pixel is decoded
+instead of allocating gigabytes. A batch of 0 is rejected too.
+
 Why not `keras.Model.export`: Keras 3's `ExportArchive` tracks the Keras variables (its
 `variables` / `trainable_variables` lists) *and* the raw `tf.Variable`s captured by the traced
 functions (`_all_variables`). A Keras `Variable` is itself a `Trackable` that serializes its
@@ -27,6 +32,7 @@ import tempfile
 
 import tensorflow as tf
 
+from slowfast_tf.data import records
 from slowfast_tf.serving import preprocessing
 
 FRAMES_KEY = "frames"
@@ -52,6 +58,14 @@ class ServingConfig:
         target_fps: float, the frame rate `sampling_rate` refers to (DATA.TARGET_FPS).
         mean: RGB mean in [0, 1] units (DATA.MEAN).
         std: RGB std in [0, 1] units (DATA.STD).
+        max_frame_pixels: int, largest `H * W` of one frame (default 4096 * 4096: 4K video passes,
+            an 8000 x 8000 JPEG does not).
+        max_request_frames: int, most frames in one request: `batch * T` for `frames`, the
+            number of JPEGs over all `examples` (default 4096, 2 min 16 s at 30 fps).
+        max_decoded_bytes: int, most uint8 bytes the request's frames take once decoded: the
+            `frames` tensor itself, or for `examples` at most `min(N, num_frames)` decoded frames
+            per record at the record's largest frame size (default 1 GiB). The resize that
+            follows works in float32, 4 bytes per value on top of these.
     """
 
     num_frames: int
@@ -64,12 +78,16 @@ class ServingConfig:
     target_fps: float = 30.0
     mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
     std: tuple[float, float, float] = (0.225, 0.225, 0.225)
+    max_frame_pixels: int = 4096 * 4096
+    max_request_frames: int = 4096
+    max_decoded_bytes: int = 2**30
 
     def __post_init__(self):
         object.__setattr__(self, "pathways", tuple(self.pathways))
         object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
         object.__setattr__(self, "std", tuple(float(s) for s in self.std))
-        for name in ("num_frames", "alpha", "short_side", "crop_size", "top_k", "sampling_rate"):
+        for name in ("num_frames", "alpha", "short_side", "crop_size", "top_k", "sampling_rate",
+                     "max_frame_pixels", "max_request_frames", "max_decoded_bytes"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
@@ -135,6 +153,116 @@ def serving_config_from_model(model, **overrides) -> ServingConfig:
             f"Received: input frames={frames}"
         )
     return ServingConfig(**fields)
+
+
+def _check(condition, template: str, values) -> tf.Operation:
+    """An assertion whose message is `template` formatted with `values` (as the caller sees it)."""
+    message = tf.strings.format(template, values, summarize=-1)
+    return tf.debugging.Assert(condition, [message])
+
+
+def check_frames_request(frames: tf.Tensor, config: ServingConfig) -> tf.Tensor:
+    """`frames` (uint8 `[B, T, H, W, 3]`) once its size is within the export's limits.
+
+    Only the shape is read. Everything downstream depends on the returned tensor, so nothing is
+    resampled or resized (float32, 4x the bytes) before the checks pass.
+    """
+    shape = tf.shape(frames, out_type=tf.int64)
+    b, t, h, w = shape[0], shape[1], shape[2], shape[3]
+    checks = [
+        _check(b > 0, "`frames`: the batch is empty (batch size 0); send at least one clip.", []),
+        _check(
+            tf.reduce_all(shape[1:4] > 0),
+            "`frames` must be uint8 [batch, T, H, W, 3] with T, H, W >= 1. Received: shape {}",
+            [shape],
+        ),
+        _check(
+            h * w <= config.max_frame_pixels,
+            f"`frames`: a frame of {{}} x {{}} pixels exceeds max_frame_pixels="
+            f"{config.max_frame_pixels} (export.py --max_frame_pixels).",
+            [h, w],
+        ),
+        _check(
+            b * t <= config.max_request_frames,
+            f"`frames`: {{}} frames (batch {{}} x T {{}}) exceed max_request_frames="
+            f"{config.max_request_frames} (export.py --max_request_frames).",
+            [b * t, b, t],
+        ),
+        _check(
+            b * t * h * w * 3 <= config.max_decoded_bytes,
+            f"`frames`: {{}} bytes exceed max_decoded_bytes={config.max_decoded_bytes} "
+            "(export.py --max_decoded_bytes).",
+            [b * t * h * w * 3],
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(frames)
+
+
+def check_examples_request(examples: tf.Tensor, config: ServingConfig) -> tf.Tensor:
+    """`examples` (string `[B]`) once the frames they hold are within the export's limits.
+
+    Frame sizes come from the JPEG headers only (`tf.image.extract_jpeg_shape`, no pixel is
+    decoded), and the header pass itself runs only after the frame count passed. The per-record
+    decode estimate is an upper bound of what `preprocess_test_view` decodes: at most
+    `min(N, num_frames)` distinct frames of the record, each at most its largest frame.
+    """
+    batch = tf.size(examples, out_type=tf.int64)
+    _, sequence, _ = tf.io.parse_sequence_example(
+        examples, sequence_features={records.IMAGE_KEY: tf.io.RaggedFeature(tf.string)}
+    )
+    jpegs = sequence[records.IMAGE_KEY]  # ragged [B, (N)]
+    counts = tf.cast(jpegs.row_lengths(), tf.int64)
+    total = tf.reduce_sum(counts)
+    count_checks = [
+        _check(batch > 0, "`examples`: the batch is empty (batch size 0); send at least one.", []),
+        _check(
+            total <= config.max_request_frames,
+            f"`examples`: {{}} frames in the request exceed max_request_frames="
+            f"{config.max_request_frames} (export.py --max_request_frames; the client sends "
+            "fewer with --max_frames).",
+            [total],
+        ),
+    ]
+    with tf.control_dependencies(count_checks):
+        flat = tf.identity(jpegs.flat_values)
+    not_jpeg = tf.where(tf.strings.substr(flat, 0, 2) != b"\xff\xd8")[:, 0]  # no SOI marker
+    count_checks.append(_check(
+        tf.size(not_jpeg) == 0,
+        "`examples`: {} frames of the request are not JPEGs (first: frame {} over the batch); "
+        "`image/encoded` must hold one JPEG per frame.",
+        [tf.size(not_jpeg), tf.concat([not_jpeg, [-1]], 0)[0]],
+    ))
+    with tf.control_dependencies(count_checks):
+        flat = tf.identity(flat)
+    sizes = tf.map_fn(
+        lambda jpeg: tf.image.extract_jpeg_shape(jpeg, output_type=tf.int64)[:2],
+        flat,
+        fn_output_signature=tf.TensorSpec([2], tf.int64),
+    )
+    pixels = tf.reduce_prod(sizes, axis=1)
+    largest = tf.argmax(tf.concat([pixels, [0]], 0))
+    biggest = tf.concat([sizes, [[0, 0]]], 0)[largest]
+    per_record = tf.maximum(
+        tf.reduce_max(tf.RaggedTensor.from_row_lengths(pixels, counts), axis=1), 0
+    )
+    decoded = tf.reduce_sum(tf.minimum(counts, config.num_frames) * per_record * 3)
+    checks = [
+        _check(
+            biggest[0] * biggest[1] <= config.max_frame_pixels,
+            f"`examples`: a JPEG header declares {{}} x {{}} pixels, over max_frame_pixels="
+            f"{config.max_frame_pixels} (export.py --max_frame_pixels).",
+            [biggest[0], biggest[1]],
+        ),
+        _check(
+            decoded <= config.max_decoded_bytes,
+            f"`examples`: decoding the clips would take {{}} bytes, over max_decoded_bytes="
+            f"{config.max_decoded_bytes} (export.py --max_decoded_bytes).",
+            [decoded],
+        ),
+    ]
+    with tf.control_dependencies(count_checks + checks):
+        return tf.identity(examples)
 
 
 def _probabilities_fn(model):
@@ -227,12 +355,7 @@ def build_serving_module(
         # as is), so the graph checks them at run time with messages that name the contract.
         # EnsureShape is a real op (not folded away by the static [?, ?, ?, ?, 3] signature).
         frames = tf.ensure_shape(frames, [None, None, None, None, 3], name="check_frames_shape")
-        check = tf.debugging.assert_positive(
-            tf.shape(frames)[1:4],
-            message="`frames` must be uint8 [batch, T, H, W, 3] with T, H, W >= 1",
-        )
-        with tf.control_dependencies([check]):
-            frames = tf.identity(frames)
+        frames = check_frames_request(frames, config)
         inputs = tf.map_fn(
             lambda clip: preprocessing.preprocess_frames(clip, data_config),
             frames,
@@ -244,6 +367,7 @@ def build_serving_module(
         input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_KEY)], autograph=False
     )
     def serve_examples(examples):
+        examples = check_examples_request(examples, config)
         inputs = tf.map_fn(
             lambda serialized: preprocessing.preprocess_example(serialized, data_config),
             examples,

@@ -18,6 +18,27 @@ _empty.feature_lists.feature_list["image/encoded"].SetInParent()
 EMPTY_VIDEO = _empty.SerializeToString()
 
 
+def jpeg_declaring(height, width, size=16):
+    """A real `size` x `size` JPEG whose SOF0 header is patched to claim `height` x `width`.
+
+    A few hundred bytes; `decode_jpeg` would allocate `height * width * 3` bytes for it (measured:
+    183 MB and 1 s for 8000 x 8000, "Corrupt JPEG data" is only a warning).
+    """
+    data = bytearray(tf.io.encode_jpeg(np.full((size, size, 3), 90, np.uint8)).numpy())
+    sof = data.index(b"\xff\xc0")  # marker, length (2), precision (1), height (2), width (2)
+    data[sof + 5 : sof + 7] = height.to_bytes(2, "big")
+    data[sof + 7 : sof + 9] = width.to_bytes(2, "big")
+    assert list(tf.image.extract_jpeg_shape(bytes(data)).numpy()) == [height, width, 3]
+    return bytes(data)
+
+
+def video_record(jpegs):
+    return make_sequence_example(list(jpegs), [1], fps=30.0).SerializeToString()
+
+
+HUGE_VIDEO = video_record([jpeg_declaring(8000, 8000)] * 64)  # ~40 kB; ~12 GB if decoded
+
+
 def reference_inputs(frames, crop):
     """Independent numpy preprocessing for clips that need no resize and no resampling:
     `[B, 8, S, S, 3]` uint8 with S == short_side -> center crop, normalise, slow = frames[0, 7]."""
@@ -171,6 +192,15 @@ def test_serve_examples_matches_keras(tiny_model, session_runner, serving_export
                                                  dtype=object)}, "'image/encoded' is required"),
         ("serve_examples", {"examples": np.array([EMPTY_VIDEO], dtype=object)}, "no frames"),
         ("serve_logits", {"frames": np.zeros((1, 8, 72, 72, 3), np.uint8)}, "not found"),
+        # The server refuses these first; the graph's own check is test_*_limits below.
+        ("serving_default", {"frames": np.zeros((0, 8, 72, 72, 3), np.uint8)},
+         r"batch size 0"),
+        ("serve_examples", {"examples": np.array([], dtype=object)}, r"batch size 0"),
+        ("serve_examples", {"examples": np.array([HUGE_VIDEO], dtype=object)},
+         "a JPEG header declares 8000 x 8000 pixels, over max_frame_pixels=16777216"),
+        ("serve_examples", {"examples": np.array([video_record([jpeg_declaring(8, 8), b"GIF89a"])],
+                                                 dtype=object)},
+         r"1 frames of the request are not JPEGs \(first: frame 1 over the batch\)"),
     ],
 )
 def test_bad_requests_are_rejected(session_runner, signature, inputs, match):
@@ -218,3 +248,62 @@ def test_read_labels(tmp_path):
     assert signatures.read_labels(None, 3) == ["0", "1", "2"]
     with pytest.raises(ValueError, match="one line per class"):
         signatures.read_labels(str(path), 3)
+
+
+LIMITS = signatures.ServingConfig(
+    num_frames=8, short_side=16, crop_size=16,
+    max_frame_pixels=32 * 32, max_request_frames=20, max_decoded_bytes=2 * 8 * 16 * 16 * 3,
+)
+
+
+@pytest.mark.parametrize(
+    "shape,match",
+    [
+        ((2, 8, 16, 16, 3), None),  # exactly at max_decoded_bytes
+        ((1, 2, 32, 32, 3), None),  # exactly at max_frame_pixels
+        ((1, 8, 32, 33, 3), "a frame of 32 x 33 pixels exceeds max_frame_pixels=1024"),
+        ((3, 7, 4, 4, 3), r"21 frames \(batch 3 x T 7\) exceed max_request_frames=20"),
+        ((2, 8, 16, 17, 3), "13056 bytes exceed max_decoded_bytes=12288"),
+        ((0, 8, 16, 16, 3), r"batch size 0"),
+        ((1, 8, 0, 16, 3), r"T, H, W >= 1. Received: shape \[1 8 0 16 3\]"),
+    ],
+)
+def test_frames_limits(shape, match):
+    frames = tf.zeros(shape, tf.uint8)
+    if match is None:
+        assert signatures.check_frames_request(frames, LIMITS).shape == shape
+        return
+    with pytest.raises(tf.errors.InvalidArgumentError, match=match):
+        signatures.check_frames_request(frames, LIMITS)
+
+
+@pytest.mark.parametrize(
+    "videos,match",
+    [
+        # 2 records of 10 frames of 16 x 16: 20 JPEGs, 2 x 8 decoded frames = the byte limit.
+        ([[(16, 16)] * 10] * 2, None),
+        # A short record decodes at most its N frames: 3 + 8 frames of 16 x 16.
+        ([[(16, 16)] * 3, [(16, 16)] * 10], None),
+        ([[(16, 16)] * 21], "21 frames in the request exceed max_request_frames=20"),
+        ([[(16, 16), (32, 33)]], "declares 32 x 33 pixels, over max_frame_pixels=1024"),
+        # A record's largest frame sets its estimate: 8 x 16 x 32 x 3 + 1 x 16 x 16 x 3.
+        ([[(16, 16)] * 9 + [(16, 32)], [(16, 16)]], "would take 13056 bytes"),
+        ([[(32, 32)] * 8], "would take 24576 bytes, over max_decoded_bytes=12288"),
+        ([], "batch size 0"),
+    ],
+)
+def test_examples_limits_read_only_headers(videos, match):
+    """Frame sizes come from the headers: every JPEG here is 16 x 16 pixels of real data."""
+    examples = tf.constant(
+        [video_record([jpeg_declaring(h, w) for h, w in video]) for video in videos], tf.string
+    )
+    if match is None:
+        assert signatures.check_examples_request(examples, LIMITS).shape == [len(videos)]
+        return
+    with pytest.raises(tf.errors.InvalidArgumentError, match=match):
+        signatures.check_examples_request(examples, LIMITS)
+
+
+def test_limits_are_validated():
+    with pytest.raises(ValueError, match="max_decoded_bytes"):
+        signatures.ServingConfig(num_frames=8, max_decoded_bytes=0)

@@ -22,17 +22,34 @@ from google.protobuf import text_format
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from slowfast_tf.utils import fileio
+
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+# A model name is one directory under the model repository and one path segment of TF Serving's
+# REST URL (`/v1/models/([^/:]+)...`): letters, digits, '_', '-', '.', starting with a letter or
+# digit, so '.', '..', hidden names, separators, ':' and whitespace are all refused.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}")
+# TF Serving parses version directories as int64.
+MAX_VERSION = 2**63 - 1
 
 
 def validate_model_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
+    """Returns `name` if it is a safe model name (see `_NAME`), else raises `ValueError`."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ValueError(
-            f"`model_name` must be non-empty and use only letters, digits, '_', '-', '.'. "
-            f"Received: model_name={name!r}"
+            "`model_name` must be 1-255 characters of letters, digits, '_', '-', '.', starting "
+            f"with a letter or digit (no '/', no '..'). Received: model_name={name!r}"
         )
     return name
+
+
+def validate_version(version) -> int:
+    """Returns `version` if it is an int in `[1, 2**63 - 1]` (TF Serving's int64 versions)."""
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_VERSION:
+        raise ValueError(
+            f"`version` must be a positive integer (at most 2**63 - 1). Received: version={version!r}"
+        )
+    return version
 
 
 def existing_versions(model_base: str) -> list[int]:
@@ -54,10 +71,9 @@ def next_version(model_base: str) -> int:
 
 def resolve_version_dir(model_base: str, version: int | None) -> tuple[int, str]:
     """Returns `(version, <model_base>/<version>)`; auto-increments when `version` is None / 0."""
-    if version is None or version == 0:
+    if version is None or (version == 0 and not isinstance(version, bool)):
         version = next_version(model_base)
-    if not isinstance(version, int) or version < 0:
-        raise ValueError(f"`version` must be a positive int. Received: version={version!r}")
+    validate_version(version)
     path = os.path.join(model_base, str(version))
     if tf.io.gfile.exists(path):
         raise ValueError(
@@ -95,8 +111,7 @@ def write_models_config(path: str, models: dict[str, str]) -> str:
         entry.model_platform = "tensorflow"
         # Serve only the newest version; a new export replaces the old one without a restart.
         entry.model_version_policy.latest.num_versions = 1
-    with tf.io.gfile.GFile(path, "w") as f:
-        f.write(text_format.MessageToString(config))
+    fileio.atomic_write_text(path, text_format.MessageToString(config))
     return path
 
 
@@ -137,8 +152,7 @@ def write_batching_parameters(
         f"max_enqueued_batches {{ value: {max_enqueued_batches} }}\n"
         f"pad_variable_length_inputs: {str(pad_variable_length_inputs).lower()}\n"
     )
-    with tf.io.gfile.GFile(path, "w") as f:
-        f.write(text)
+    fileio.atomic_write_text(path, text)
     return path
 
 
@@ -166,7 +180,7 @@ def write_warmup_requests(
         raise ValueError("Need at least one warm-up request. Received: requests=[]")
     path = os.path.join(export_dir, WARMUP_FILE)
     tf.io.gfile.makedirs(os.path.dirname(path))
-    with tf.io.TFRecordWriter(path) as writer:
+    with fileio.atomic_path(path) as tmp, tf.io.TFRecordWriter(tmp) as writer:
         for request in requests:
             log = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request)

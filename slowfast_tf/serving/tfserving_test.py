@@ -68,3 +68,34 @@ def test_warmup_records_round_trip(tmp_path):
     np.testing.assert_array_equal(tf.make_ndarray(back.inputs["frames"]), frames)
     with pytest.raises(ValueError, match="at least one"):
         tfserving.write_warmup_requests(str(tmp_path), [])
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["..", ".", "../escape", "a/b", "/abs", "a\\b", ".hidden", "-flag", "", "a b", "x:predict",
+     "slowfast\n", "a" * 256, None, 3],
+)
+def test_unsafe_model_names_are_refused(name):
+    with pytest.raises(ValueError, match="model_name"):
+        tfserving.validate_model_name(name)
+
+
+@pytest.mark.parametrize("name", ["slowfast", "slow_r50.v2", "A-1", "9", "a" * 255])
+def test_safe_model_names_pass(name):
+    assert tfserving.validate_model_name(name) == name
+
+
+@pytest.mark.parametrize("version", [-1, True, 1.0, "3", 2**63])
+def test_versions_must_be_positive_int64(tmp_path, version):
+    with pytest.raises(ValueError, match="positive integer"):
+        tfserving.resolve_version_dir(str(tmp_path), version)
+    assert tfserving.validate_version(2**63 - 1) == 2**63 - 1
+
+
+def test_warmup_file_is_all_or_nothing(tmp_path):
+    """A failure while writing the records leaves no (partial) warm-up file and no temp file."""
+    good = tfserving.predict_request("m", {"frames": np.zeros((1, 2, 4, 4, 3), np.uint8)})
+    with pytest.raises(TypeError):  # raised after the first record was written
+        tfserving.write_warmup_requests(str(tmp_path), [good, "not a request"])
+    folder = tmp_path / "assets.extra"
+    assert os.listdir(folder) == []
