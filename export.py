@@ -23,6 +23,10 @@ import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+from slowfast_tf.utils import tf_startup  # noqa: E402
+
+tf_startup.quiet_tf_startup()  # Before TF is imported: no duplicated start-up/cuInit noise.
+
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
