@@ -75,7 +75,7 @@ def test_beam_direct_runner_matches_local_runner(videos, local_out, tmp_path):
 def test_beam_runner_options_checked_without_network(videos, tmp_path, capsys):
     pytest.importorskip("apache_beam")
     out = str(tmp_path / "never")
-    plan = cli.main(_args(videos, out, "--runner", "beam", "--dry-run", "--",
+    plan = cli.main(_args(videos, "gs://bucket/k400", "--runner", "beam", "--dry-run", "--",
                           "--runner=DataflowRunner", "--project=p", "--region=europe-west4",
                           "--temp_location=gs://bucket/tmp", "--setup_file=./setup.py"))
     assert plan["runner"] == "DataflowRunner" and plan["videos"] == {"train": 10}

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from tfrecords_tools.encode import EncodeSettings
 from tfrecords_tools.sources import read_folder_tree, read_kinetics_csv, read_list_file
 
-INPUT_FORMATS = ("auto", "kinetics", "list", "folder")
+INPUT_FORMATS = ("auto", "kinetics", "list", "folder", "charades")
 
 
 def detect_format(path: str) -> str:
@@ -92,6 +92,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         return inspect(args.pattern, args.num_records, args.frames, args.sheet,
                        args.max_records, args.ascii_width)
 
+    if args.input_format == "charades":  # frame folders + frame lists: tfrecords_tools/charades.py
+        from tfrecords_tools.charades import convert_from_args
+
+        return convert_from_args(args)
     settings = EncodeSettings(args.target_fps, args.short_side, args.jpeg_qscale,
                               args.max_seconds, args.delay_per_video)
     items = load_items(args)
