@@ -6,14 +6,30 @@ shards; unlike the local runner it does not resume shard by shard (Beam retries 
 instead). Pass Beam pipeline options after ``--`` on the command line, e.g.
 ``-- --runner=DataflowRunner --project=... --temp_location=gs://...``.
 
-Not exercised in this repository's CI (apache-beam is not installed there); the shared pieces
-(`encode_item`, `LabelMap`, `make_sequence_example`, `write_manifest`-style counts) are.
+After the pipeline, `merge_outputs` folds the per-split ``videos-*.jsonl`` and
+``failures-*.jsonl`` into the same ``manifest.json`` and ``failures.tsv`` the local runner writes
+(through ``tf.io.gfile``, so ``gs://`` outputs work). ``beam_runner_test.py`` runs the conversion
+with Beam's local runner and checks it gives the local runner's records; it is skipped when
+apache-beam is not installed (it pins protobuf < 7, see the README).
+
+Runners (options after ``--``; ``check_pipeline_options`` validates them without network and
+``convert --runner beam --dry-run`` prints the plan without running):
+
+- ``DirectRunner`` / ``PrismRunner``: local (default).
+- ``DataflowRunner``: ``--project --region --temp_location=gs://... [--staging_location]
+  [--setup_file=./setup.py or --requirements_file]`` (workers need this package installed).
+- ``FlinkRunner``: ``--flink_master=host:8081 [--environment_type=DOCKER|PROCESS|LOOPBACK]``.
+- ``SparkRunner``: ``--spark_master_url=spark://host:7077 [--environment_type=...]``.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
+import time
+from collections import Counter
 from collections.abc import Sequence
 
 from tfrecords_tools.encode import EncodeSettings, encode_item
@@ -51,11 +67,14 @@ def run_beam(
     classes: list[str],
     num_shards: int,
     pipeline_args: Sequence[str] = (),
-) -> None:
-    """Runs the conversion as a Beam pipeline (one branch per split).
+) -> dict:
+    """Runs the conversion as a Beam pipeline (one branch per split), then `merge_outputs`.
 
     Writes ``{split}-SSSSS-of-NNNNN.tfrecord`` shards, ``failures-{split}*.jsonl`` and
-    ``counts-{split}*.json`` under `out_dir`.
+    ``videos-{split}*.jsonl`` under `out_dir`, then ``manifest.json`` and ``failures.tsv``.
+
+    Returns:
+        The manifest dict.
     """
     beam = import_beam()
     from apache_beam.options.pipeline_options import PipelineOptions
@@ -96,11 +115,111 @@ def run_beam(
             )
             _ = (
                 ok
-                | f"{split}/labels" >> beam.FlatMap(
-                    lambda r: [classes[lab] if isinstance(lab, int) else lab for lab in r["labels"]])
-                | f"{split}/count" >> beam.combiners.Count.PerElement()
-                | f"{split}/count_dict" >> beam.combiners.ToDict()
-                | f"{split}/count_json" >> beam.Map(json.dumps)
-                | f"{split}/count_write" >> beam.io.WriteToText(
-                    os.path.join(out_dir, f"counts-{split}"), file_name_suffix=".json")
+                | f"{split}/video_json" >> beam.Map(_video_json, classes)
+                | f"{split}/video_write" >> beam.io.WriteToText(
+                    os.path.join(out_dir, f"videos-{split}"), file_name_suffix=".jsonl")
             )
+    return merge_outputs(out_dir, settings, classes)
+
+
+def _video_json(result: dict, classes: list[str]) -> str:
+    names = [classes[lab] if isinstance(lab, int) else lab for lab in result["labels"]]
+    return json.dumps({"video_id": result["video_id"], "labels": names,
+                       "num_frames": len(result["video"].jpeg_frames)})
+
+
+def _read_jsonl(pattern: str) -> list[dict]:
+    import tensorflow as tf
+
+    rows = []
+    for path in sorted(tf.io.gfile.glob(pattern)):
+        with tf.io.gfile.GFile(path) as f:
+            rows += [json.loads(line) for line in f if line.strip()]
+    return rows
+
+
+def merge_outputs(out_dir: str, settings: EncodeSettings, classes: Sequence[str]) -> dict:
+    """Folds Beam's per-split outputs into ``manifest.json`` and ``failures.tsv``.
+
+    The manifest has the local runner's layout (``videos``, ``failures``, ``shards``, ``frames``
+    and ``per_class`` per split), so downstream tools cannot tell the runners apart. Works on any
+    ``tf.io.gfile`` filesystem.
+
+    Returns:
+        The manifest dict.
+    """
+    import tensorflow as tf
+
+    from slowfast_tf.utils.fileio import atomic_write_text
+
+    splits: dict[str, dict] = {}
+    failures: list[dict] = []
+    names = {os.path.basename(p) for p in tf.io.gfile.glob(os.path.join(out_dir, "*.jsonl"))}
+    split_names = sorted({n.split("-", 1)[1].rsplit("-", 3)[0] for n in names
+                          if n.startswith(("videos-", "failures-"))})
+    for split in split_names:
+        videos = _read_jsonl(os.path.join(out_dir, f"videos-{split}-*.jsonl"))
+        bad = _read_jsonl(os.path.join(out_dir, f"failures-{split}-*.jsonl"))
+        shards = tf.io.gfile.glob(os.path.join(out_dir, f"{split}-*-of-*.tfrecord"))
+        per_class = Counter(lab for v in videos for lab in v["labels"])
+        splits[split] = {
+            "videos": len(videos), "failures": len(bad), "shards": len(shards),
+            "frames": sum(v["num_frames"] for v in videos),
+            "per_class": dict(sorted(per_class.items())),
+        }
+        failures += [{"split": split, **f} for f in sorted(bad, key=lambda f: f["path"])]
+    manifest = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "classes": list(classes),
+        "splits": splits,
+        "failures": failures,
+        "settings": settings.to_dict(),
+        "runner": "beam",
+        "format": "tf.train.SequenceExample; keys in slowfast_tf/data/records.py",
+    }
+    atomic_write_text(os.path.join(out_dir, "manifest.json"), json.dumps(manifest, indent=2))
+    buf = io.StringIO()
+    writer = csv.writer(buf, delimiter="\t", lineterminator="\n")
+    writer.writerow(["split", "path", "video_id", "reason"])
+    writer.writerows([f["split"], f["path"], f["video_id"], f["reason"]] for f in failures)
+    atomic_write_text(os.path.join(out_dir, "failures.tsv"), buf.getvalue())
+    return manifest
+
+
+RUNNER_REQUIRED = {
+    "DataflowRunner": ("project", "region", "temp_location"),
+    "FlinkRunner": ("flink_master",),
+    "SparkRunner": ("spark_master_url",),
+}
+
+
+def check_pipeline_options(pipeline_args: Sequence[str]) -> dict:
+    """Parses Beam pipeline options and checks what the chosen runner needs, without network.
+
+    Returns:
+        ``{"runner": name, "options": {set options}}``.
+
+    Raises:
+        ValueError: unknown runner, a missing required option, or a Dataflow ``temp_location``
+            that is not a ``gs://`` path.
+    """
+    import_beam()
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    options = PipelineOptions(list(pipeline_args))
+    flat = options.get_all_options(drop_default=True, retain_unknown_options=True)
+    runner = (flat.get("runner") or "DirectRunner").split(".")[-1]
+    known = ("DirectRunner", "PrismRunner", *RUNNER_REQUIRED)
+    if runner not in known:
+        raise ValueError(f"Beam --runner must be one of {known}. Received: runner={runner!r}")
+    missing = [f"--{k}" for k in RUNNER_REQUIRED.get(runner, ()) if not flat.get(k)]
+    if missing:
+        raise ValueError(
+            f"{runner} needs {', '.join(missing)} (pass Beam options after `--`). "
+            f"Received: {' '.join(pipeline_args) or '(none)'}"
+        )
+    if runner == "DataflowRunner" and not str(flat["temp_location"]).startswith("gs://"):
+        raise ValueError(
+            f"DataflowRunner needs a gs:// --temp_location. Received: {flat['temp_location']!r}"
+        )
+    return {"runner": runner, "options": flat}

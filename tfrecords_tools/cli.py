@@ -10,12 +10,13 @@ import argparse
 import json
 import os
 import sys
+from collections import Counter
 from collections.abc import Sequence
 
 from tfrecords_tools.encode import EncodeSettings
 from tfrecords_tools.sources import read_folder_tree, read_kinetics_csv, read_list_file
 
-INPUT_FORMATS = ("auto", "kinetics", "list", "folder")
+INPUT_FORMATS = ("auto", "kinetics", "list", "folder", "charades")
 
 
 def detect_format(path: str) -> str:
@@ -96,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="encoding processes (0 = in-process)")
     conv.add_argument("--seed", type=int, default=0, help="seed of the shard assignment")
     conv.add_argument("--runner", choices=("local", "beam"), default="local")
+    conv.add_argument("--dry-run", action="store_true",
+                      help="beam: check the pipeline options after -- and print the plan only")
     conv.add_argument("--no-progress", action="store_true")
     conv.add_argument("--delay-per-video", type=float, default=0.0, help=argparse.SUPPRESS)
 
@@ -129,6 +132,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         return inspect(args.pattern, args.num_records, args.frames, args.sheet,
                        args.max_records, args.ascii_width)
 
+    if args.input_format == "charades":  # frame folders + frame lists: tfrecords_tools/charades.py
+        from tfrecords_tools.charades import convert_from_args
+
+        return convert_from_args(args)
     settings = EncodeSettings(
         target_fps=args.target_fps, short_side=args.short_side, jpeg_qscale=args.jpeg_qscale,
         max_seconds=args.max_seconds, delay_per_video=args.delay_per_video,
@@ -139,14 +146,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.runner == "local":
         check_out_dir(args.out)
     if args.runner == "beam":
-        from tfrecords_tools.beam_runner import import_beam, run_beam
+        from tfrecords_tools.beam_runner import check_pipeline_options, run_beam
         from tfrecords_tools.convert import LabelMap
 
-        import_beam()  # fail fast with the install hint, before any work
+        plan = check_pipeline_options(beam_args)  # install hint / missing options, before work
+        if args.dry_run:
+            plan["videos"] = dict(sorted(Counter(item.split for item in items).items()))
+            print(json.dumps(plan, default=str))
+            return plan
         os.makedirs(args.out, exist_ok=True)
         label_map = LabelMap.resolve(args.out, items, args.classes)
-        run_beam(items, args.out, settings, label_map.classes, args.num_shards, beam_args)
-        return {"runner": "beam", "out": args.out}
+        return run_beam(items, args.out, settings, label_map.classes, args.num_shards, beam_args)
 
     from tfrecords_tools.convert import convert
 

@@ -37,6 +37,8 @@ def reference_arch_for(model):
         return None
     if getattr(bb, "fast_input", "rgb") != "rgb" or bb.fusion_channel_ratio != 2:
         return None
+    if getattr(bb, "fast_resolution", "full") != "full":
+        return None
     if tuple(bb.spatial_strides) != (1, 2, 2, 2) or tuple(bb.spatial_dilations) != (1, 1, 1, 1):
         return None
     pools = {tuple(v) for v in model.head_pool_size.values()}

@@ -42,6 +42,11 @@ class DataConfig:
         multi_label: bool, labels are multi-hot float ``[C]`` instead of an int index
             [MODEL.MULTI_LABEL].
         num_classes: int, number of classes (needed for multi-hot labels) [MODEL.NUM_CLASSES].
+        temporal_sampling: ``"kinetics"`` (window ``sampling_rate * num_frames`` at
+            `target_fps`, test start ``delta * k / num_clips``) or ``"charades"`` (PySlowFast
+            ``charades.py``: ``(num_frames - 1) * sampling_rate + 1`` consecutive native frames,
+            no fps resampling, test start ``round(k * max(L - clip, 0) / (num_clips - 1))``, and
+            a train label = union of the per-frame labels inside the window).
     """
 
     num_frames: int = 32
@@ -59,6 +64,7 @@ class DataConfig:
     std: tuple[float, float, float] = (0.225, 0.225, 0.225)
     multi_label: bool = False
     num_classes: int = 400
+    temporal_sampling: str = "kinetics"
 
     def __post_init__(self):
         pathways = tuple(self.pathways)
@@ -94,6 +100,11 @@ class DataConfig:
                 "The smallest jitter scale must be at least train_crop. "
                 f"Received: train_jitter_scales={self.train_jitter_scales}, "
                 f"train_crop={self.train_crop}"
+            )
+        if self.temporal_sampling not in ("kinetics", "charades"):
+            raise ValueError(
+                "temporal_sampling must be 'kinetics' or 'charades'. "
+                f"Received: temporal_sampling={self.temporal_sampling!r}"
             )
         if self.num_crops not in (1, 3):
             raise ValueError(f"num_crops must be 1 or 3. Received: num_crops={self.num_crops}")
@@ -140,7 +151,8 @@ DATA_PRESETS: dict[str, DataConfig] = {
     "i3d_8x8": _KINETICS.replace(num_frames=8, sampling_rate=8, pathways=("slow",)),
     # Charades SLOWFAST_16x8_R50: multi-label (157 classes), jitter [256, 340].
     "charades_slowfast_16x8": _KINETICS.replace(
-        num_frames=64, alpha=4, train_jitter_scales=(256, 340), multi_label=True, num_classes=157
+        num_frames=64, alpha=4, train_jitter_scales=(256, 340), multi_label=True, num_classes=157,
+        temporal_sampling="charades",
     ),
     # The embedded synthetic dataset (python -m slowfast_tf.data.synthetic): 64x64 videos at
     # 30 fps. 16 fast frames at rate 2 cover ~1.07 s; the slow pathway (alpha 4) sees 4 frames

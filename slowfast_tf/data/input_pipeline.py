@@ -100,15 +100,23 @@ def check_labels(label_index: tf.Tensor, config: DataConfig, mode: str, source) 
     return tf.cond(ok, lambda: tf.constant(True), fail)
 
 
-def _sample_and_decode(parsed, config, clip_idx, seed):
+def _sample_and_decode(parsed, config, clip_idx, seed, return_indices=False):
     num_video_frames = tf.shape(parsed["frames"])[0]
+    if config.temporal_sampling == "charades":
+        indices = transforms.charades_sample_indices(
+            num_video_frames, config.num_frames, config.sampling_rate, clip_idx,
+            config.num_clips, seed=seed,
+        )
+        frames = transforms.decode_frames(parsed["frames"], indices)
+        return (frames, indices) if return_indices else frames
     clip_size = transforms.clip_size_in_frames(
         parsed["fps"], config.num_frames, config.sampling_rate, config.target_fps
     )
     indices = transforms.temporal_sample_indices(
         num_video_frames, config.num_frames, clip_size, clip_idx, config.num_clips, seed=seed
     )
-    return transforms.decode_frames(parsed["frames"], indices)
+    frames = transforms.decode_frames(parsed["frames"], indices)
+    return (frames, indices) if return_indices else frames
 
 
 def _finish(frames, config, crop):
@@ -133,13 +141,18 @@ def preprocess_train(
     if seed is None:
         seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
     seeds = tf.random.experimental.stateless_split(seed, num=4)
-    frames = _sample_and_decode(parsed, config, -1, seeds[0])
+    frames, indices = _sample_and_decode(parsed, config, -1, seeds[0], return_indices=True)
+    label = label_tensor(parsed["label_index"], config)
+    if config.temporal_sampling == "charades" and config.multi_label and "frame_labels" in parsed:
+        # Union of the per-frame labels inside the window; records without them keep the video's.
+        window = transforms.window_label_union(parsed["frame_labels"], indices, config.num_classes)
+        label = tf.cond(tf.shape(parsed["frame_labels"])[0] > 0, lambda: window, lambda: label)
     lo, hi = config.train_jitter_scales
     frames = transforms.random_short_side_scale(frames, lo, hi, seed=seeds[1])
     frames = transforms.random_crop(frames, config.train_crop, seed=seeds[2])
     if config.random_flip:
         frames = transforms.random_flip(frames, seed=seeds[3])
-    return _finish(frames, config, config.train_crop), label_tensor(parsed["label_index"], config)
+    return _finish(frames, config, config.train_crop), label
 
 
 def preprocess_test_view(

@@ -33,6 +33,8 @@ FPS_KEY = "video/fps"
 HEIGHT_KEY = "image/height"
 WIDTH_KEY = "image/width"
 NUM_FRAMES_KEY = "clip/num_frames"
+# Per-frame label sets (Charades frame lists): one int64 list per frame, in frame order.
+FRAME_LABEL_KEY = "image/label/index"
 
 
 def _bytes(values: Sequence[bytes]) -> tf.train.Feature:
@@ -105,7 +107,8 @@ def parse_sequence_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         dict with ``"frames"`` (tf.string ``[N]`` JPEGs), ``"label_index"`` (int64 ``[L]``),
         ``"label_text"`` (string ``[L]``), ``"video_id"`` (string), ``"fps"`` (float32; 0 when the
         record has none, the sampler then assumes the config's target fps), ``"height"``,
-        ``"width"``, ``"num_frames"`` (int64).
+        ``"width"``, ``"num_frames"`` (int64), ``"frame_labels"`` (int64 ``[N, K]`` per-frame
+        label sets padded with -1; ``[0, 0]`` when the record has none).
     """
     context_spec = {
         LABEL_INDEX_KEY: tf.io.VarLenFeature(tf.int64),
@@ -116,7 +119,10 @@ def parse_sequence_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         WIDTH_KEY: tf.io.FixedLenFeature([], tf.int64, default_value=0),
         NUM_FRAMES_KEY: tf.io.FixedLenFeature([], tf.int64, default_value=0),
     }
-    sequence_spec = {IMAGE_KEY: tf.io.FixedLenSequenceFeature([], tf.string)}
+    sequence_spec = {
+        IMAGE_KEY: tf.io.FixedLenSequenceFeature([], tf.string),
+        FRAME_LABEL_KEY: tf.io.VarLenFeature(tf.int64),
+    }
     context, sequence = tf.io.parse_single_sequence_example(
         serialized, context_features=context_spec, sequence_features=sequence_spec
     )
@@ -129,6 +135,7 @@ def parse_sequence_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         "height": context[HEIGHT_KEY],
         "width": context[WIDTH_KEY],
         "num_frames": context[NUM_FRAMES_KEY],
+        "frame_labels": tf.sparse.to_dense(sequence[FRAME_LABEL_KEY], default_value=-1),
     }
 
 

@@ -57,6 +57,56 @@ def temporal_sample_indices(
     return tf.cast(tf.floor(index), tf.int32)
 
 
+def charades_sample_indices(
+    num_video_frames: tf.Tensor,
+    num_frames: int,
+    sampling_rate: int,
+    clip_idx: tf.Tensor | int = -1,
+    num_clips: int = 1,
+    seed: tf.Tensor | None = None,
+) -> tf.Tensor:
+    """Frame indices of one Charades clip (PySlowFast ``charades.py`` ``get_seq_frames``).
+
+    The window is ``clip = (num_frames - 1) * sampling_rate + 1`` consecutive native frames (no
+    fps resampling). Training: ``start`` is a uniform integer in ``[0, L - clip]``, or in
+    ``[L - clip, 0]`` when the video is shorter. Test: ``start = round(k * max(L - clip, 0) /
+    (num_clips - 1))`` (half to even, as Python's ``round``), so the first and last clips touch
+    the video's ends; one clip starts at 0. Indices ``start + i * sampling_rate`` are clamped to
+    ``[0, L - 1]``.
+
+    Returns:
+        int32 ``[num_frames]`` tensor.
+    """
+    n = tf.cast(num_video_frames, tf.int32)
+    clip = (num_frames - 1) * sampling_rate + 1
+    lo, hi = tf.minimum(n - clip, 0), tf.maximum(n - clip, 0)
+    if seed is None:
+        rand = tf.random.uniform([], lo, hi + 1, dtype=tf.int32)
+    else:
+        rand = tf.random.stateless_uniform([], seed=seed, minval=lo, maxval=hi + 1, dtype=tf.int32)
+    gap = tf.cast(hi, tf.float64) / float(max(num_clips - 1, 1))
+    test_start = tf.cast(tf.round(gap * tf.cast(clip_idx, tf.float64)), tf.int32)
+    start = tf.where(tf.cast(clip_idx, tf.int32) < 0, rand, test_start)
+    index = start + tf.range(num_frames, dtype=tf.int32) * sampling_rate
+    return tf.clip_by_value(index, 0, tf.maximum(n - 1, 0))
+
+
+def window_label_union(frame_labels: tf.Tensor, indices: tf.Tensor, num_classes: int) -> tf.Tensor:
+    """Multi-hot float32 ``[num_classes]``: union of the per-frame label sets of frames
+    ``indices[0] .. indices[-1]`` (inclusive, PySlowFast ``aggregate_labels`` over the window).
+
+    Args:
+        frame_labels: int64 ``[N, K]`` per-frame labels padded with -1.
+        indices: int32 ``[T]`` sampled frame indices (ascending).
+        num_classes: int.
+    """
+    rows = frame_labels[indices[0] : indices[-1] + 1]
+    labels = tf.reshape(rows, [-1])
+    labels = tf.cast(tf.boolean_mask(labels, labels >= 0), tf.int32)
+    one_hot = tf.one_hot(labels, num_classes, dtype=tf.float32)
+    return tf.reduce_max(tf.concat([one_hot, tf.zeros([1, num_classes])], 0), axis=0)
+
+
 def clip_size_in_frames(
     video_fps: tf.Tensor, num_frames: int, sampling_rate: int, target_fps: float
 ) -> tf.Tensor:

@@ -11,7 +11,9 @@ import keras
 
 from slowfast_tf.models.common.torch_layers import NORM_TYPES, max_pool3d
 from slowfast_tf.models.slowfast.slowfast_layers import (
+    FAST_INPUT_CHANNELS,
     FAST_INPUT_KINDS,
+    FAST_RESOLUTIONS,
     LATERAL_TYPES,
     NONLOCAL_INSTANTIATIONS,
     FastInputTransform,
@@ -144,7 +146,12 @@ class SlowFastBackbone(keras.Model):
         fusion_kernel_size: int, odd temporal kernel of the lateral conv (5, or 7 for 8x8 R50).
         fusion_channel_ratio: int, lateral conv outputs ``ratio * C_fast`` channels.
         lateral_type: str, one of ``LATERAL_TYPES`` (see ``fuse_fast_to_slow``).
-        fast_input: str, one of ``FAST_INPUT_KINDS`` (transform applied to the fast clip).
+        fast_input: str, one of ``FAST_INPUT_KINDS`` (transform applied to the fast clip;
+            ``"optical_flow"`` makes the fast input a 2-channel flow clip).
+        fast_resolution: str, ``"full"`` or ``"half"`` (paper Table 5c "half spatial
+            resolution", used there with ``beta_inv=4``): the fast clip is 2x2 average-pooled
+            inside the model, so the data pipeline is unchanged, and each lateral's output is
+            upsampled x2 before it joins the slow pathway. Needs H and W multiples of 32.
         num_block_temp_kernel: None or 4 entries (res2..res5), int or per-pathway ints: only the
             first n blocks of a stage use the temporal kernel basis, the rest use kernel 1
             (R101 "50_50" = ``[3, 4, 6, 3]``).
@@ -170,6 +177,7 @@ class SlowFastBackbone(keras.Model):
         fusion_channel_ratio=2,
         lateral_type="time_strided_conv",
         fast_input="rgb",
+        fast_resolution="full",
         num_block_temp_kernel=None,
         nonlocal_locations=None,
         nonlocal_instantiation="dot_product",
@@ -185,6 +193,7 @@ class SlowFastBackbone(keras.Model):
             (arch, ARCHS, "arch"),
             (lateral_type, LATERAL_TYPES, "lateral_type"),
             (fast_input, FAST_INPUT_KINDS, "fast_input"),
+            (fast_resolution, FAST_RESOLUTIONS, "fast_resolution"),
             (nonlocal_instantiation, NONLOCAL_INSTANTIATIONS, "nonlocal_instantiation"),
             (norm, NORM_TYPES, "norm"),
         ):
@@ -211,6 +220,16 @@ class SlowFastBackbone(keras.Model):
             raise ValueError(
                 f"`fast_input` only applies to models with a fast pathway; arch={arch!r} has "
                 f"pathways {pathways}. Received: fast_input={fast_input!r}"
+            )
+        if arch != "slowfast" and fast_resolution != "full":
+            raise ValueError(
+                "`fast_resolution` only applies to two-pathway models (the laterals upsample). "
+                f"Received: arch={arch!r}, fast_resolution={fast_resolution!r}"
+            )
+        if fast_resolution == "half" and image_size is not None and image_size % 32:
+            raise ValueError(
+                "`fast_resolution='half'` needs `image_size` to be a multiple of 32 so the "
+                f"upsampled laterals match the slow features. Received: image_size={image_size}"
             )
         if arch == "slowfast" and num_frames % alpha != 0:
             valid = [alpha * k for k in range(max(1, num_frames // alpha - 2), num_frames // alpha + 4)]
@@ -243,7 +262,11 @@ class SlowFastBackbone(keras.Model):
             widths = (width // beta_inv if arch == "fast" else width,)
         basis = TEMPORAL_KERNEL_BASIS[arch]
         inputs = {
-            key: keras.Input(shape=(input_frames[key], image_size, image_size, 3), name=key)
+            key: keras.Input(
+                shape=(input_frames[key], image_size, image_size,
+                       FAST_INPUT_CHANNELS.get(fast_input, 3) if key == "fast" else 3),
+                name=key,
+            )
             for key in pathways
         }
         xs = []
@@ -251,6 +274,8 @@ class SlowFastBackbone(keras.Model):
             x = inputs[key]
             if key == "fast" and fast_input != "rgb":
                 x = FastInputTransform(fast_input, name="fast_input_transform")(x)
+            if key == "fast" and fast_resolution == "half":
+                x = keras.layers.AveragePooling3D((1, 2, 2), name="fast_input_half")(x)
             xs.append(x)
 
         endpoints = {}
@@ -263,6 +288,7 @@ class SlowFastBackbone(keras.Model):
                 xs[0] = fuse_fast_to_slow(
                     xs[0], xs[1], lateral_type, alpha, fusion_kernel_size,
                     fusion_channel_ratio, norm, name=f"s{stage}_fuse",
+                    fast_resolution=fast_resolution,
                 )
 
         fuse(1)
@@ -309,6 +335,7 @@ class SlowFastBackbone(keras.Model):
         self.fusion_channel_ratio = fusion_channel_ratio
         self.lateral_type = lateral_type
         self.fast_input = fast_input
+        self.fast_resolution = fast_resolution
         self.num_block_temp_kernel = nbtk
         self.nonlocal_locations = nl_locations
         self.nonlocal_instantiation = nonlocal_instantiation
@@ -345,6 +372,7 @@ class SlowFastBackbone(keras.Model):
             "fusion_channel_ratio": self.fusion_channel_ratio,
             "lateral_type": self.lateral_type,
             "fast_input": self.fast_input,
+            "fast_resolution": self.fast_resolution,
             "num_block_temp_kernel": [list(e) for e in self.num_block_temp_kernel],
             "nonlocal_locations": [list(e) for e in self.nonlocal_locations],
             "nonlocal_instantiation": self.nonlocal_instantiation,

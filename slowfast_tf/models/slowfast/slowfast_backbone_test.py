@@ -180,3 +180,84 @@ def test_custom_layers_serialize_and_train():
 
         layer = getattr(slowfast_layers, layer_cls)(arg, name="x")
         assert type(layer).from_config(layer.get_config()).get_config() == layer.get_config()
+
+
+def _fuse_layers(backbone):
+    return [layer.name for layer in backbone.layers if "_fuse" in layer.name]
+
+
+def test_no_lateral_has_no_fuse_layers():
+    backbone = SlowFastBackbone(**{**TINY, "lateral_type": "none"})
+    assert _fuse_layers(backbone) == []
+    # Slow res2 sees only the slow stem's 8 channels; fast res5 is unchanged.
+    assert backbone.get_layer("s2_pathway0_res0_branch1").kernel.shape[3] == 8
+    out = backbone(_inputs(1))
+    assert tuple(out["slow_res5"].shape) == (1, 2, 1, 1, 256)
+    assert tuple(out["fast_res5"].shape) == (1, 8, 1, 1, 64)
+
+
+def test_time_to_channel_sum_is_plain_reshape_and_add_when_channels_match():
+    import keras
+
+    from slowfast_tf.models.common.flops import count_flops, count_params
+    from slowfast_tf.models.slowfast.slowfast_layers import TimeToChannel, fuse_fast_to_slow
+
+    # TINY: alpha 4 * C_fast 2 == C_slow 8 (and 4 * 8 == 32 after res2...): no weights at all.
+    summed = SlowFastBackbone(**{**TINY, "lateral_type": "time_to_channel_sum"})
+    none = SlowFastBackbone(**{**TINY, "lateral_type": "none"})
+    assert all("conv" not in n and "bn" not in n for n in _fuse_layers(summed))
+    assert count_params(summed) == count_params(none)
+    assert count_flops(summed, image_size=32) == count_flops(none, image_size=32)
+    # Numerically slow + TimeToChannel(fast).
+    slow_in, fast_in = keras.Input((2, 4, 4, 8)), keras.Input((8, 4, 4, 2))
+    out = fuse_fast_to_slow(slow_in, fast_in, "time_to_channel_sum", 4, 5, 2, "batch_norm", "f")
+    model = keras.Model([slow_in, fast_in], out)
+    rng = np.random.default_rng(3)
+    s, f = rng.normal(size=(1, 2, 4, 4, 8)), rng.normal(size=(1, 8, 4, 4, 2))
+    want = s + np.asarray(TimeToChannel(4)(f.astype("float32")))
+    np.testing.assert_allclose(np.asarray(model([s, f])), want, rtol=1e-6, atol=1e-6)
+    # Mismatched channels (alpha 2 * 2 != 8) keep a 1x1x1 projection -> BN -> ReLU.
+    mismatch = SlowFastBackbone(**{**TINY, "alpha": 2, "lateral_type": "time_to_channel_sum"})
+    assert mismatch.get_layer("s1_fuse_conv_f2s").kernel.shape == (1, 1, 1, 4, 8)
+    assert count_flops(mismatch, image_size=32) > count_flops(
+        SlowFastBackbone(**{**TINY, "alpha": 2, "lateral_type": "none"}), image_size=32
+    )
+
+
+def test_half_resolution_fast_pathway():
+    backbone = SlowFastBackbone(**{**TINY, "image_size": 64, "fast_resolution": "half"})
+    out = backbone({"slow": _clip(1, 2, 64), "fast": _clip(1, 8, 64)})
+    assert tuple(out["fast_stem"].shape) == (1, 8, 8, 8, 2)  # half of the slow stem's 16x16
+    assert tuple(out["slow_stem"].shape) == (1, 2, 16, 16, 8)
+    assert tuple(out["fast_res5"].shape) == (1, 8, 1, 1, 64)
+    assert tuple(out["slow_res5"].shape) == (1, 2, 2, 2, 256)
+    # The lateral conv runs at the fast resolution, then is upsampled x2 before the concat.
+    assert backbone.get_layer("s1_fuse_upsample").size == (1, 2, 2)
+    rebuilt = SlowFastBackbone.from_config(backbone.get_config())
+    assert rebuilt.fast_resolution == "half"
+    with pytest.raises(ValueError, match="multiple of 32.*image_size=48"):
+        SlowFastBackbone(**{**TINY, "image_size": 48, "fast_resolution": "half"})
+    with pytest.raises(ValueError, match="fast_resolution='half'"):
+        SlowFastBackbone(**{**TINY, "arch": "slow", "num_frames": 4, "fast_resolution": "half"})
+
+
+def test_half_resolution_classifier_trains_and_predicts():
+    from slowfast_tf.models.slowfast.slowfast_presets import build_model
+
+    model = build_model(
+        "slowfast_r50_4x16", num_classes=3, depth=18, width=8, beta_inv=4, num_frames=8,
+        alpha=4, image_size=64, fast_resolution="half",
+    )  # fmt: skip
+    assert model.head_pool_size == {"slow": (2, 2, 2), "fast": (8, 1, 1)}
+    logits = model({"slow": _clip(2, 2, 64), "fast": _clip(2, 8, 64)})
+    assert tuple(logits.shape) == (2, 3)
+    assert np.all(np.isfinite(np.asarray(logits)))
+
+
+def test_optical_flow_fast_input_has_two_channels():
+    backbone = SlowFastBackbone(**{**TINY, "fast_input": "optical_flow"})
+    assert tuple(backbone.input["fast"].shape) == (None, 8, 32, 32, 2)
+    assert backbone.get_layer("s1_pathway1_stem_conv").kernel.shape[3] == 2
+    flow = np.random.default_rng(0).normal(size=(1, 8, 32, 32, 2)).astype("float32")
+    out = backbone({"slow": _clip(1, 2), "fast": flow})
+    assert tuple(out["fast_res5"].shape) == (1, 8, 1, 1, 64)

@@ -16,8 +16,15 @@ from keras import ops
 
 from slowfast_tf.models.common.torch_layers import batch_norm, conv3d, max_pool3d
 
-FAST_INPUT_KINDS = ("rgb", "grayscale", "time_difference", "grayscale_time_difference")
-LATERAL_TYPES = ("time_strided_conv", "time_strided_sample", "time_to_channel", "time_to_channel_sum")
+FAST_INPUT_KINDS = (
+    "rgb", "grayscale", "time_difference", "grayscale_time_difference", "optical_flow"
+)  # fmt: skip
+# Channels of the fast pathway's *input* per kind (optical flow is a 2-channel (dx, dy) clip).
+FAST_INPUT_CHANNELS = {"optical_flow": 2}
+LATERAL_TYPES = (
+    "time_strided_conv", "time_strided_sample", "time_to_channel", "time_to_channel_sum", "none"
+)  # fmt: skip
+FAST_RESOLUTIONS = ("full", "half")
 NONLOCAL_INSTANTIATIONS = ("dot_product", "softmax")
 
 
@@ -39,7 +46,9 @@ class FastInputTransform(keras.layers.Layer):
             ``"time_difference"`` (``x[t+1] - x[t]`` for ``t < T-1``; the last difference is
             repeated once so the clip keeps ``T`` frames and ``T % alpha == 0`` still holds) or
             ``"grayscale_time_difference"`` (both: differences of gray frames, 1 channel; the paper
-            does not say whether its "Time diff." input was RGB or gray, so both are offered).
+            does not say whether its "Time diff." input was RGB or gray, so both are offered) or
+            ``"optical_flow"`` (identity on a 2-channel ``(dx, dy)`` flow clip that the caller
+            computes, e.g. TV-L1; the model's fast input then has 2 channels).
     """
 
     def __init__(self, kind="rgb", **kwargs):
@@ -275,7 +284,8 @@ def res_stage(
 
 
 def fuse_fast_to_slow(
-    slow, fast, lateral_type, alpha, fusion_kernel_size, fusion_channel_ratio, norm, name
+    slow, fast, lateral_type, alpha, fusion_kernel_size, fusion_channel_ratio, norm, name,
+    fast_resolution="full",
 ):
     """The lateral connection ``s{k}_fuse`` (paper section 3.4 / Table 5a).
 
@@ -283,10 +293,22 @@ def fuse_fast_to_slow(
       ``ratio * C_f`` channels -> BN -> ReLU, concatenated after the slow channels.
     - ``time_strided_sample``: every alpha-th fast frame, concatenated (``C_f`` channels).
     - ``time_to_channel``: alpha consecutive frames stacked into ``alpha * C_f`` channels.
-    - ``time_to_channel_sum``: time-to-channel, then a 1x1x1 conv to the slow channel count ->
-      BN -> ReLU, **added** to the slow features (slow width unchanged).
+    - ``time_to_channel_sum``: time-to-channel **added** to the slow features (slow width
+      unchanged). When ``alpha * C_f == C_s`` (``alpha * beta = 1``, e.g. 4x16 R50: alpha 8,
+      beta 1/8) it is a plain reshape-and-add with no weights, so it costs exactly what no
+      lateral costs (paper Table 5a: 34.2 GF). Otherwise a 1x1x1 projection conv to ``C_s``
+      -> BN -> ReLU (``{name}_conv_f2s`` / ``_bn``) makes the channels match first.
+    - ``none``: no lateral (the paper's "SlowFast" row without fusion); returns ``slow``.
+
+    With ``fast_resolution="half"`` the fast features are half the slow ones' height and width;
+    the lateral output is upsampled x2 (nearest) after its conv, so the conv runs at the fast
+    pathway's resolution.
     """
     _check_choice(lateral_type, LATERAL_TYPES, "lateral_type")
+    _check_choice(fast_resolution, FAST_RESOLUTIONS, "fast_resolution")
+    if lateral_type == "none":
+        return slow
+    project = lateral_type == "time_to_channel_sum" and fast.shape[-1] * alpha != slow.shape[-1]
     if lateral_type == "time_strided_conv":
         fuse = conv3d(
             fast,
@@ -299,11 +321,13 @@ def fuse_fast_to_slow(
         fuse = TemporalSubsample(alpha, name=f"{name}_sample")(fast)
     else:
         fuse = TimeToChannel(alpha, name=f"{name}_time_to_channel")(fast)
-        if lateral_type == "time_to_channel_sum":
+        if project:
             fuse = conv3d(fuse, slow.shape[-1], 1, name=f"{name}_conv_f2s")
-    if lateral_type in ("time_strided_conv", "time_to_channel_sum"):
+    if lateral_type == "time_strided_conv" or project:
         fuse = batch_norm(fuse, norm=norm, name=f"{name}_bn")
         fuse = keras.layers.ReLU(name=f"{name}_relu")(fuse)
+    if fast_resolution == "half":
+        fuse = keras.layers.UpSampling3D((1, 2, 2), name=f"{name}_upsample")(fuse)
     if lateral_type == "time_to_channel_sum":
         return keras.layers.Add(name=f"{name}_add")([slow, fuse])
     return keras.layers.Concatenate(axis=-1, name=f"{name}_concat")([slow, fuse])

@@ -19,6 +19,8 @@ def _grid_size(side, output_stride):
 
 def _head_kernel(backbone, key, train_crop_size):
     side = max(1, train_crop_size // backbone.output_stride)
+    if key == "fast" and getattr(backbone, "fast_resolution", "full") == "half":
+        side = _grid_size(train_crop_size // 2, backbone.output_stride)  # whole half-size grid
     return (backbone.output_frames[key], side, side)
 
 
