@@ -262,3 +262,105 @@ def run_reference(model, inputs, arch, with_endpoints=True):
         for handle in handles:
             handle.remove()
     return logits, captured
+
+
+# --------------------------------------------------------------------------------------------
+# Detection (AVA): a torch RoIAlign for the PyTorchVideo ROI head
+# --------------------------------------------------------------------------------------------
+
+
+def _torch_roi_corners(start, bin_size, n_bins, grid, limit):
+    """Bilinear corner indices and weights of one box's samples along one axis (torchvision's
+    ``bilinear_interpolate``: samples outside ``[-1, limit]`` weigh 0, others are clamped)."""
+    torch = import_torch()
+    bins = torch.arange(n_bins, dtype=torch.float32)[:, None]
+    samples = torch.arange(grid, dtype=torch.float32)[None, :]
+    pos = (start + bins * bin_size) + ((samples + 0.5) * bin_size) / float(grid)
+    pos = pos.reshape(-1)
+    valid = ((pos >= -1.0) & (pos <= limit)).to(torch.float32)
+    pos = torch.clamp(pos, min=0.0)
+    low = pos.floor().long()
+    edge = low >= limit - 1
+    low = torch.where(edge, torch.full_like(low, limit - 1), low)
+    high = torch.where(edge, low, low + 1)
+    pos = torch.where(edge, low.to(torch.float32), pos)
+    frac = pos - low.to(torch.float32)
+    return low, high, (1.0 - frac) * valid, frac * valid
+
+
+def torch_roi_align(features, rois, output_size, spatial_scale=1.0, sampling_ratio=0, aligned=False):
+    """RoIAlign in plain torch with torchvision's semantics (forward only).
+
+    Written independently of the Keras version: one box at a time with its adaptive sampling
+    grid as a Python int, bilinear corners gathered by index (torchvision's own structure),
+    and checked against the NumPy definition in ``slowfast_tf/testing/roi_align_reference.py``.
+
+    Args:
+        features: ``[N, C, H, W]`` tensor.
+        rois: ``[K, 5]`` tensor of ``(batch_index, x1, y1, x2, y2)``.
+        output_size: int or ``(out_h, out_w)``.
+        spatial_scale, sampling_ratio, aligned: as ``torchvision.ops.roi_align``.
+
+    Returns:
+        ``[K, C, out_h, out_w]`` tensor.
+    """
+    torch = import_torch()
+    out_h, out_w = (output_size, output_size) if isinstance(output_size, int) else output_size
+    height, width = features.shape[-2:]
+    offset = 0.5 if aligned else 0.0
+    outputs = []
+    for roi in rois.to(torch.float32):
+        image = features[int(roi[0].item())]
+        start = roi[1:3] * spatial_scale - offset  # (x, y)
+        size = roi[3:5] * spatial_scale - offset - start
+        if not aligned:
+            size = torch.clamp(size, min=1.0)
+        pooled = torch.tensor([out_w, out_h], dtype=torch.float32)
+        bin_size = size / pooled
+        if sampling_ratio > 0:
+            grid = [sampling_ratio, sampling_ratio]
+        else:
+            grid = [int(v) for v in torch.ceil(size / pooled).tolist()]
+        count = max(grid[0] * grid[1], 1)
+        if grid[0] <= 0 or grid[1] <= 0:
+            outputs.append(torch.zeros(image.shape[0], out_h, out_w, dtype=features.dtype))
+            continue
+
+        x_low, x_high, wx_low, wx_high = _torch_roi_corners(
+            start[0], bin_size[0], out_w, grid[0], width
+        )
+        y_low, y_high, wy_low, wy_high = _torch_roi_corners(
+            start[1], bin_size[1], out_h, grid[1], height
+        )
+        value = 0.0
+        for rows, wy in ((y_low, wy_low), (y_high, wy_high)):
+            for cols, wx in ((x_low, wx_low), (x_high, wx_high)):
+                gathered = image[:, rows][:, :, cols]  # [C, out_h*gy, out_w*gx]
+                value = value + gathered * wy[None, :, None] * wx[None, None, :]
+        value = value.reshape(image.shape[0], out_h, grid[1], out_w, grid[0])
+        outputs.append(value.sum(dim=(2, 4)) / count)
+    if not outputs:
+        return features.new_zeros((0, features.shape[1], out_h, out_w))
+    return torch.stack(outputs)
+
+
+def torch_roi_align_module():
+    """A ``torchvision.ops.RoIAlign``-compatible ``nn.Module`` class built on
+    :func:`torch_roi_align` (torchvision itself does not install next to this torch)."""
+    torch = import_torch()
+
+    class TorchRoIAlign(torch.nn.Module):
+        def __init__(self, output_size, spatial_scale, sampling_ratio, aligned=False):
+            super().__init__()
+            self.output_size = output_size
+            self.spatial_scale = spatial_scale
+            self.sampling_ratio = sampling_ratio
+            self.aligned = aligned
+
+        def forward(self, features, rois):
+            return torch_roi_align(
+                features, rois, self.output_size, self.spatial_scale, self.sampling_ratio,
+                self.aligned,
+            )
+
+    return TorchRoIAlign
