@@ -364,3 +364,83 @@ def torch_roi_align_module():
             )
 
     return TorchRoIAlign
+
+
+def build_ptv_detector(arch, aligned=False):
+    """PyTorchVideo ``create_slowfast_with_roi_head`` for ``arch`` (SlowFast only), eval mode.
+
+    The head's RoIAlign is :func:`torch_roi_align_module` (torchvision is not installable
+    here): ``create_res_roi_pooling_head`` binds ``roi=torchvision.ops.RoIAlign`` as a default
+    argument at import time, so the default is swapped for the duration of the build only.
+
+    Args:
+        arch: ``ReferenceArch`` with ``pathways == ("slow", "fast")``; ``head_pool_hw`` is
+            ignored (the detector pools time only), ``num_classes`` sizes the projection.
+        aligned: bool, RoIAlign ``aligned`` (PyTorchVideo's own model uses False).
+
+    Returns:
+        ``DetectionBBoxNetwork`` taking ``([slow, fast], rois [K, 5])`` and returning the
+        per-box sigmoid probabilities ``[K, num_classes]``.
+    """
+    import functools
+
+    import_pytorchvideo()
+    if tuple(arch.pathways) != ("slow", "fast"):
+        raise ValueError(
+            "The PyTorchVideo detector reference is SlowFast only. "
+            f"Received: pathways={arch.pathways}"
+        )
+    from pytorchvideo.models import head as ptv_head
+    from pytorchvideo.models.slowfast import create_slowfast_with_roi_head
+
+    kwargs = {}
+    if arch.slow_temporal_kernels is not None:
+        kwargs["stage_conv_a_kernel_sizes"] = (
+            _conv_a_sizes(arch.slow_temporal_kernels),
+            _conv_a_sizes(arch.fast_temporal_kernels),
+        )
+    defaults = ptv_head.create_res_roi_pooling_head.__kwdefaults__
+    previous = defaults["roi"]
+    defaults["roi"] = functools.partial(torch_roi_align_module(), aligned=aligned)
+    try:
+        model = create_slowfast_with_roi_head(
+            model_depth=arch.depth,
+            model_num_class=arch.num_classes,
+            slowfast_channel_reduction_ratio=(arch.beta_inv,),
+            slowfast_fusion_conv_kernel_size=(arch.fusion_kernel, 1, 1),
+            slowfast_fusion_conv_stride=(arch.alpha, 1, 1),
+            stem_dim_outs=(arch.width, arch.width // arch.beta_inv),
+            head_pool_kernel_sizes=((arch.slow_frames, 1, 1), (arch.fast_frames, 1, 1)),
+            **kwargs,
+        )
+    finally:
+        defaults["roi"] = previous
+    return model.eval()
+
+
+def run_ptv_detector(model, inputs, boxes, box_mask, arch):
+    """Runs a PTV detector on the Keras detector's inputs.
+
+    Args:
+        model: from :func:`build_ptv_detector`.
+        inputs: Keras input dict (clips ``[B, T, H, W, 3]``).
+        boxes: ``[B, M, 4]`` normalised ``(x1, y1, x2, y2)``; converted to input pixels and
+            ``(batch_index, x1, y1, x2, y2)`` rows as PySlowFast's ``detection_collate``.
+        box_mask: ``[B, M]``, rows with mask 0 are not sent.
+
+    Returns:
+        ``[B, M, classes]`` numpy probabilities (0 where ``box_mask`` is 0).
+    """
+    torch = import_torch()
+    boxes = np.asarray(boxes, np.float32)
+    height, width = np.asarray(inputs[arch.pathways[0]]).shape[2:4]
+    scale = np.array([width, height, width, height], np.float32)
+    index = np.nonzero(np.asarray(box_mask) > 0)
+    rois = np.concatenate(
+        [index[0][:, None].astype(np.float32), boxes[index] * scale], axis=1
+    )
+    with torch.no_grad():
+        probabilities = model(to_torch_inputs(inputs, arch), torch.from_numpy(rois)).numpy()
+    out = np.zeros(boxes.shape[:2] + (probabilities.shape[-1],), np.float32)
+    out[index] = probabilities
+    return out
