@@ -129,9 +129,13 @@ def test_convert_cli_reads_ptv_detection_checkpoint(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_r101_nonlocal_caffe2_names_round_trip(tmp_path):
-    """The c2 AVA R101 50_50 + non-local layout: every Caffe2 blob (``nonlocal_conv4_{6,13,20}``,
-    ``pred_w``) maps onto the Keras detector, strictly, through the CLI."""
+def test_r101_nonlocal_checkpoint_names_round_trip(tmp_path):
+    """The c2 AVA R101 50_50 + non-local layout: every tensor (``nonlocal_conv4_{6,13,20}``,
+    ``pred_w``) maps onto the Keras detector, strictly, from a Caffe2 blob pickle (CLI) and
+    from a legacy (pre-zip) ``torch.save`` pickle with PySlowFast names -- the released
+    ``SLOWFAST_32x2_R101_50_50.pkl`` is loaded with ``CHECKPOINT_TYPE: pytorch`` by its config."""
+    import torch
+
     model = models.build_model("slowfast_r101_50_50_ava_32x2", width=8)
     rng = np.random.default_rng(0)
     state = {
@@ -139,20 +143,33 @@ def test_r101_nonlocal_caffe2_names_round_trip(tmp_path):
         for name, value in keras_loader.keras_to_pyslowfast_state(model).items()
     }
     assert any(".pathway0_nonlocal13.conv_theta" in n for n in state)
-    path = parity_fixtures.write_caffe2_checkpoint(state, str(tmp_path / "r101_nl.pkl"))
+
+    def assert_loaded(keras_model):
+        for name, value in keras_loader.keras_to_pyslowfast_state(keras_model).items():
+            np.testing.assert_array_equal(value, state[name], err_msg=name)
+
+    legacy = str(tmp_path / "SLOWFAST_32x2_R101_50_50.pkl")
+    torch.save(
+        {"epoch": 1, "model_state": {k: torch.from_numpy(v) for k, v in state.items()},
+         "cfg": "MODEL:\n  ARCH: slowfast\n"},
+        legacy,
+        _use_new_zipfile_serialization=False,
+    )  # fmt: skip
+    report = keras_loader.convert_checkpoint(legacy, "pyslowfast", model)
+    assert report.num_tensors == len(state)
+    assert_loaded(model)
+
+    path = parity_fixtures.write_caffe2_checkpoint(state, str(tmp_path / "r101_nl_c2.pkl"))
     out = str(tmp_path / "r101.weights.h5")
     argv = ["--from", "caffe2", path, "--preset", "slowfast_r101_50_50_ava_32x2", "--out", out,
             "--override", "width=8"]  # fmt: skip
     assert convert_main.main(argv) == 0
     loaded = models.build_model("slowfast_r101_50_50_ava_32x2", width=8)
     loaded.load_weights(out)
-    for name, value in keras_loader.keras_to_pyslowfast_state(loaded).items():
-        np.testing.assert_array_equal(value, state[name], err_msg=name)
+    assert_loaded(loaded)
     # Strict: an extra blob is refused with exit status 2.
     blobs = parity_fixtures.caffe2_blobs_from_pyslowfast(state)
     blobs["nonlocal_conv4_7_theta_w"] = blobs["nonlocal_conv4_6_theta_w"]
-
-
     with open(path, "wb") as f:
         pickle.dump({"blobs": blobs}, f, protocol=2)
     assert convert_main.main(argv) == 2
