@@ -156,3 +156,37 @@ def test_torch_roi_align_matches_definition(aligned, sampling_ratio):
         torch.from_numpy(rois.astype(np.float32)),
     ).numpy()
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+
+
+_BACKEND_CODE = """
+import keras, numpy as np
+from slowfast_tf.models.common.roi_align import roi_align
+from slowfast_tf.models.common.roi_align_test import BOXES_16, _batch_boxes, _features, _reference
+assert keras.backend.backend() == {backend!r}
+features, boxes = _features(), _batch_boxes(BOXES_16)
+fn = lambda f, b: roi_align(f, b, 7, 1 / 16, 0, True)
+if {backend!r} == "jax":
+    import jax
+    fn = jax.jit(fn)  # static shapes: the adaptive sampling traces once, with no host sync
+got = keras.ops.convert_to_numpy(fn(keras.ops.convert_to_tensor(features), keras.ops.convert_to_tensor(boxes)))
+want = _reference(features, boxes, output_size=7, spatial_scale=1 / 16, sampling_ratio=0, aligned=True)
+print("max diff", float(np.abs(got - want).max()))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_other_keras_backends(backend):
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip(backend)
+    env = {**os.environ, "KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run(
+        [sys.executable, "-c", _BACKEND_CODE.format(backend=backend)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    diff = float(result.stdout.split("max diff")[-1])
+    assert diff <= 1e-5, result.stdout
