@@ -108,6 +108,11 @@ def test_ava_short_layout_parity_aligned(tmp_path):
     _run_case(tmp_path, "slowfast_r50_ava_32x2", 16, 64, 64, formats=("pyslowfast",))
 
 
+def test_slow_only_layout_parity(tmp_path):
+    # Slow-only R50 4x16 AVA (aligned=True) against PyTorchVideo create_resnet_with_roi_head.
+    _run_case(tmp_path, "slow_r50_ava_4x16", 16, 64, 80, formats=("pytorchvideo",), num_frames=4)
+
+
 def test_convert_cli_reads_ptv_detection_checkpoint(tmp_path, capsys):
     """``python -m slowfast_tf.convert`` on the SLOWFAST_8x8_R50_DETECTION.pyth name layout."""
     model = models.build_model("slowfast_r50_detection", width=8, num_frames=16)

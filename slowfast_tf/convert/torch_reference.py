@@ -367,42 +367,56 @@ def torch_roi_align_module():
 
 
 def build_ptv_detector(arch, aligned=False):
-    """PyTorchVideo ``create_slowfast_with_roi_head`` for ``arch`` (SlowFast only), eval mode.
+    """PyTorchVideo ``create_slowfast_with_roi_head`` (SlowFast) or ``create_resnet_with_roi_head``
+    (Slow-only) for ``arch``, eval mode.
 
     The head's RoIAlign is :func:`torch_roi_align_module` (torchvision is not installable
     here): ``create_res_roi_pooling_head`` binds ``roi=torchvision.ops.RoIAlign`` as a default
     argument at import time, so the default is swapped for the duration of the build only.
 
     Args:
-        arch: ``ReferenceArch`` with ``pathways == ("slow", "fast")``; ``head_pool_hw`` is
-            ignored (the detector pools time only), ``num_classes`` sizes the projection.
+        arch: ``ReferenceArch`` of a SlowFast or Slow-only network; ``head_pool_hw`` is ignored
+            (the detector pools time only), ``num_classes`` sizes the projection.
         aligned: bool, RoIAlign ``aligned`` (PyTorchVideo's own model uses False).
 
     Returns:
-        ``DetectionBBoxNetwork`` taking ``([slow, fast], rois [K, 5])`` and returning the
-        per-box sigmoid probabilities ``[K, num_classes]``.
+        ``DetectionBBoxNetwork`` taking ``([slow, fast] or slow, rois [K, 5])`` and returning
+        the per-box sigmoid probabilities ``[K, num_classes]``.
     """
     import functools
 
     import_pytorchvideo()
-    if tuple(arch.pathways) != ("slow", "fast"):
+    slowfast = tuple(arch.pathways) == ("slow", "fast")
+    if not slowfast and (tuple(arch.pathways) != ("slow",) or arch.family != "slow"):
         raise ValueError(
-            "The PyTorchVideo detector reference is SlowFast only. "
-            f"Received: pathways={arch.pathways}"
+            "The PyTorchVideo detector reference is SlowFast or Slow-only. "
+            f"Received: pathways={arch.pathways}, family={arch.family!r}"
         )
     from pytorchvideo.models import head as ptv_head
+    from pytorchvideo.models.resnet import create_resnet_with_roi_head
     from pytorchvideo.models.slowfast import create_slowfast_with_roi_head
 
     kwargs = {}
-    if arch.slow_temporal_kernels is not None:
+    if arch.slow_temporal_kernels is not None and slowfast:
         kwargs["stage_conv_a_kernel_sizes"] = (
             _conv_a_sizes(arch.slow_temporal_kernels),
             _conv_a_sizes(arch.fast_temporal_kernels),
         )
+    elif arch.slow_temporal_kernels is not None:
+        kwargs["stage_conv_a_kernel_size"] = _conv_a_sizes(arch.slow_temporal_kernels)
     defaults = ptv_head.create_res_roi_pooling_head.__kwdefaults__
     previous = defaults["roi"]
     defaults["roi"] = functools.partial(torch_roi_align_module(), aligned=aligned)
     try:
+        if not slowfast:
+            model = create_resnet_with_roi_head(
+                model_depth=arch.depth,
+                model_num_class=arch.num_classes,
+                stem_dim_out=arch.width,
+                head_pool_kernel_size=(arch.slow_frames, 1, 1),
+                **kwargs,
+            )
+            return model.eval()
         model = create_slowfast_with_roi_head(
             model_depth=arch.depth,
             model_num_class=arch.num_classes,
