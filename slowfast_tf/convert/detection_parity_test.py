@@ -185,3 +185,30 @@ def test_full_size_ptv_detection_parity(tmp_path):
     _run_case(
         tmp_path, "slowfast_r50_detection", 64, 224, 224, formats=("pytorchvideo",), num_frames=32
     )
+
+
+def test_kinetics_checkpoint_initialises_detector_backbone(tmp_path, capsys):
+    """The AVA recipe starts from Kinetics weights: a K400 classifier checkpoint converts into
+    the detector with ``--num-classes 80`` (backbone shapes are stride-independent), the
+    400-class head is dropped and the backbone tensors land unchanged."""
+    tiny = dict(width=8, num_frames=16)
+    classifier = models.build_model("slowfast_r50_8x8", num_classes=400, **tiny)
+    rng = np.random.default_rng(0)
+    state = {
+        name: rng.standard_normal(value.shape).astype(np.float32)
+        for name, value in keras_loader.keras_to_pyslowfast_state(classifier).items()
+    }
+    path = parity_fixtures.write_pyslowfast_checkpoint(state, str(tmp_path / "k400.pyth"))
+    out = str(tmp_path / "ava_init.weights.h5")
+    argv = ["--from", "pyslowfast", path, "--preset", "slowfast_r50_ava_32x2", "--out", out,
+            "--num-classes", "80", "--override", "width=8", "--override", "num_frames=16"]  # fmt: skip
+    assert convert_main.main(argv) == 0
+    assert "400 classes, model has 80" in capsys.readouterr().out
+    detector = models.build_model("slowfast_r50_ava_32x2", **tiny)
+    detector.load_weights(out)
+    exported = keras_loader.keras_to_pyslowfast_state(detector)
+    assert exported.keys() == state.keys()
+    for name, value in exported.items():
+        if not name.startswith("head."):
+            np.testing.assert_array_equal(value, state[name], err_msg=name)
+    assert exported["head.projection.weight"].shape == (80, 2304 // 8)
