@@ -95,6 +95,7 @@ def _run_case(tmp_path, preset, width, height, frame_width, formats, num_frames=
     return model, written
 
 
+@pytest.mark.slow
 def test_ptv_detection_layout_parity_all_formats(tmp_path):
     # PyTorchVideo slowfast_r50_detection: RoIAlign aligned=False; non-square 64x96 frames.
     _run_case(
@@ -113,6 +114,7 @@ def test_slow_only_layout_parity(tmp_path):
     _run_case(tmp_path, "slow_r50_ava_4x16", 16, 64, 80, formats=("pytorchvideo",), num_frames=4)
 
 
+@pytest.mark.slow
 def test_convert_cli_reads_ptv_detection_checkpoint(tmp_path, capsys):
     """``python -m slowfast_tf.convert`` on the SLOWFAST_8x8_R50_DETECTION.pyth name layout."""
     model = models.build_model("slowfast_r50_detection", width=8, num_frames=16)
