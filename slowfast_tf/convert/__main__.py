@@ -147,6 +147,9 @@ def convert(args):
         f"checkpoint classes: {ckpt_classes}"
     )
 
+    from slowfast_tf.utils import tf_startup
+
+    tf_startup.quiet_tf_startup()  # Before TF is imported: no duplicated start-up/cuInit noise.
     from slowfast_tf.convert import keras_loader
 
     if not args.allow_non_finite:  # Refuse NaN/Inf before building the model (seconds, not minutes).

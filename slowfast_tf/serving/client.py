@@ -21,7 +21,12 @@ import sys
 import urllib.error
 import urllib.request
 
-import av
+if __name__ == "__main__":  # Before TF is imported: no duplicated start-up/cuInit noise.
+    from slowfast_tf.utils import tf_startup
+
+    tf_startup.quiet_tf_startup()
+
+import av  # noqa: E402
 import grpc
 import numpy as np
 import tensorflow as tf
