@@ -53,6 +53,18 @@ class Case(NamedTuple):
     inputs: Callable | None = None
 
 
+def _detector_inputs(model, rng):
+    inputs = {
+        key: rng.normal(size=(BATCH, *model.input[key].shape[1:])).astype("float32")
+        for key in model.pathways
+    }
+    corner = rng.uniform(0.0, 0.6, size=(BATCH, 3, 2))
+    size = rng.uniform(0.2, 0.4, size=(BATCH, 3, 2))
+    inputs["boxes"] = np.concatenate([corner, corner + size], axis=-1).astype("float32")
+    inputs["box_mask"] = np.array([[1, 1, 0], [1, 0, 1]], "float32")  # one padding row each
+    return inputs
+
+
 # One line per model: name -> builder. `dropout=0.0` makes the fit step deterministic.
 CASES = {
     "slowfast_nonlocal": Case(  # the golden-test model (SlowFast + dot-product non-local)
@@ -66,9 +78,10 @@ CASES = {
             **{**SF_TINY, "image_size": None},
         )
     ),
-    "slowfast_time_strided_sample": Case(
+    "slowfast_time_strided_sample_half_res": Case(
         lambda: build_model(
-            "slowfast_r50_4x16", num_classes=3, lateral_type="time_strided_sample", **SF_TINY
+            "slowfast_r50_4x16", num_classes=3, lateral_type="time_strided_sample",
+            fast_resolution="half", **SF_TINY,
         )
     ),
     "slow": Case(lambda: build_model("slow_r50_8x8", num_classes=3, **SINGLE_TINY)),
@@ -86,13 +99,17 @@ CASES = {
     "r2plus1d": Case(lambda: build_model("r2plus1d_r18", num_classes=3, **R21D_TINY)),
     "r2d": Case(lambda: build_model("r2d_r18", num_classes=3, **R21D_TINY)),
     "mc3": Case(lambda: build_model("mc3_r18", num_classes=3, **R21D_TINY)),
+    "ava_detector": Case(
+        lambda: build_model("slowfast_r50_ava_32x2", num_classes=3, max_boxes=3, **SF_TINY),
+        inputs=_detector_inputs,
+    ),
 }
 GOLDEN_CASE = "slowfast_nonlocal"
 BATCH = 2  # >= 2 so training-mode BN normalises with real batch statistics
 DYNAMIC_SIDES = (40, 48)  # H, W fed to models built with image_size=None
 LEARNING_RATE = 0.1
 
-# Compile-time settings for the JAX process only (numerics are compared at 1e-4 all the same):
+# Compile-time settings for the JAX process only (the numbers must still match TF's):
 # XLA:CPU compiles ~5x faster at LLVM opt level 0, and the non-partitionable threefry PRNG
 # compiles each initializer shape ~5x faster (it changes only which random numbers initializers
 # draw). JAX compiles every op per shape, so one process shares that work across all models.
