@@ -1,22 +1,41 @@
-"""Inference throughput of slowfast_tf models vs the PyTorch reference (PyTorchVideo), same process.
+"""Inference throughput of slowfast_tf models per Keras backend and vs the PyTorch reference.
 
     python benchmarks/bench_inference.py                 # SlowFast 4x16 + 8x8 R50, 224^2, batch 1 and 8
     python benchmarks/bench_inference.py --quick         # tiny models, seconds (smoke test)
     python benchmarks/bench_inference.py --models=slowfast_r50_8x8 --batch_sizes=1 --iters=10
+    python benchmarks/bench_inference.py --backend=jax   # same models on the JAX backend
+    python benchmarks/bench_inference.py --backend=tensorflow,jax,torch --quick  # one table
 
-For each (model, batch) it prints clips/s for Keras (a ``tf.function``, optionally XLA) and for
+For each (model, batch) it prints clips/s of the Keras model on ``--backend`` and of
 ``pytorchvideo.models.slowfast.create_slowfast`` with the same architecture and random weights
 (``torch.no_grad``, eval mode), the FLOPs per clip (fvcore convention, ``flops.count_flops``), the
-achieved GFLOP/s and the Keras / PyTorch speed ratio. Both frameworks use every CPU core unless
-``--threads`` is set. Inputs are random: throughput does not depend on the values.
+achieved GFLOP/s and the Keras / PyTorchVideo speed ratio. Inputs are random: throughput does not
+depend on the values.
+
+Backends (the same model code and weights on each):
+- ``tensorflow``: a ``tf.function`` (XLA with ``--jit_compile``).
+- ``jax``: ``model.stateless_call`` under ``jax.jit`` (always XLA-compiled: eager JAX dispatches
+  op by op).
+- ``torch``: the model called eagerly under ``torch.no_grad``.
+The first call (tracing / compilation) is timed separately and is not part of clips/s.
+
+Keras fixes its backend when it is imported, so the script sets ``KERAS_BACKEND`` from
+``--backend`` before importing it; with several backends it runs itself once per backend (one
+process each, one after the other; the PyTorchVideo reference is timed in the first only) and
+ends with a table of clips/s per backend. ``--threads`` applies to TensorFlow and torch (both
+the torch backend and the reference); JAX uses its defaults.
 """
 
+import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 import types
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# --backend defaults to $KERAS_BACKEND (tensorflow when unset), as plain Keras would pick.
+_DEFAULT_BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
@@ -31,6 +50,13 @@ _THREADS = flags.DEFINE_integer("threads", 0, "CPU threads for both frameworks (
 _JIT = flags.DEFINE_bool("jit_compile", False, "Compile the Keras forward pass with XLA.")
 _TORCH = flags.DEFINE_bool("torch", True, "Also time the PyTorchVideo reference.")
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny models at 32x32, 1 iteration: a smoke run.")
+_BACKEND = flags.DEFINE_list(
+    "backend", [_DEFAULT_BACKEND],
+    "Keras backend(s): tensorflow, jax, torch (several: one process each). Default: $KERAS_BACKEND.",
+)
+_ROWS_OUT = flags.DEFINE_string("rows_out", None, "Internal: write the result rows as JSON here.")
+
+BACKENDS = ("tensorflow", "jax", "torch")
 
 # Tiny architecture shared by both frameworks in --quick mode.
 _QUICK_OVERRIDES = dict(depth=50, width=8, beta_inv=4, num_frames=8)
@@ -90,34 +116,136 @@ def _time(fn, iters, warmup):
     return (time.perf_counter() - start) / iters
 
 
+def _keras_forward(model, backend, jit_compile):
+    """Returns ``f(inputs) -> numpy logits`` running ``model`` for inference on ``backend``."""
+    import keras
+
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        fn = tf.function(lambda x: model(x, training=False), jit_compile=jit_compile)
+        return lambda x: fn(x).numpy()
+    if backend == "jax":
+        import jax
+
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        fn = jax.jit(lambda tv, ntv, x: model.stateless_call(tv, ntv, x, training=False)[0])
+        return lambda x: np.asarray(fn(trainable, non_trainable, x))
+
+    import torch
+
+    def run(x):
+        with torch.no_grad():
+            return keras.ops.convert_to_numpy(model(x, training=False))
+
+    return run
+
+
+def _log_context(backend):
+    if backend == "tensorflow":
+        from slowfast_tf.training import devices
+
+        devices.log_run_context("bench_inference.py", to_stdout=True)
+    elif backend == "jax":
+        import jax
+
+        print(f"bench_inference.py: backend=jax {jax.__version__} devices={jax.devices()}")
+    else:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        print(f"bench_inference.py: backend=torch {torch.__version__} device={device}")
+
+
+def _run_backends(backends, argv):
+    """Runs this script once per backend (Keras fixes its backend at import); prints one table."""
+    passthrough, skip = [], False
+    for arg in argv[1:]:
+        if skip:
+            skip = False
+        elif arg in ("--backend", "-backend"):
+            skip = True
+        elif not arg.lstrip("-").startswith(("backend=", "rows_out")):
+            passthrough.append(arg)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, backend in enumerate(backends):
+            rows_out = os.path.join(tmp, f"{backend}.json")
+            extra = [] if i == 0 else ["--notorch"]  # the reference once is enough
+            cmd = [sys.executable, os.path.abspath(__file__), *passthrough, *extra,
+                   f"--backend={backend}", f"--rows_out={rows_out}"]  # fmt: skip
+            print(f"\n=== --backend={backend}", flush=True)
+            rc = subprocess.run(cmd, env={**os.environ, "KERAS_BACKEND": backend}).returncode
+            if rc != 0:
+                raise SystemExit(f"bench_inference.py --backend={backend} failed (exit {rc})")
+            with open(rows_out) as f:
+                results[backend] = json.load(f)
+    keys = [(r["model"], r["batch"]) for r in results[backends[0]]]
+    cols = " | ".join(f"{b} clips/s" for b in backends)
+    print(f"\n| model | batch | {cols} | PyTorchVideo clips/s |")
+    print("|---|---|" + "---|" * (len(backends) + 1))
+    for model, batch in keys:
+        cells = []
+        for backend in backends:
+            row = next(r for r in results[backend] if (r["model"], r["batch"]) == (model, batch))
+            cells.append(f"{row['keras_clips_s']:.2f}")
+        first = next(r for r in results[backends[0]] if (r["model"], r["batch"]) == (model, batch))
+        reference = first.get("torch_clips_s", float("nan"))
+        print(f"| {model} | {batch} | {' | '.join(cells)} | {reference:.2f} |")
+
+
 def main(argv):
-    del argv
-    import tensorflow as tf
+    backends = list(dict.fromkeys(_BACKEND.value))
+    unknown = [b for b in backends if b not in BACKENDS]
+    if not backends or unknown:
+        print(f"error: --backend must be one or more of {BACKENDS}. Received: {_BACKEND.value}",
+              file=sys.stderr)
+        raise SystemExit(2)
+    if len(backends) > 1:
+        _run_backends(backends, sys.argv)
+        return
+    backend = backends[0]
+    if "keras" in sys.modules and sys.modules["keras"].backend.backend() != backend:
+        raise SystemExit(f"error: Keras was already imported with another backend than {backend}")
+    os.environ["KERAS_BACKEND"] = backend  # before the first keras import
+    if backend == "jax":
+        # Random weights either way; the non-partitionable threefry compiles each initializer
+        # shape ~5x faster on CPU (JAX compiles one program per variable shape).
+        os.environ.setdefault("JAX_THREEFRY_PARTITIONABLE", "0")
+    import keras
 
     from slowfast_tf.models import build_model
     from slowfast_tf.models.common.flops import count_flops, count_params
-    from slowfast_tf.training import devices
 
-    if _THREADS.value:
+    if _THREADS.value and backend == "tensorflow":
+        import tensorflow as tf
+
         tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
+    if _THREADS.value and (backend == "torch" or _TORCH.value):
+        import torch
+
+        torch.set_num_threads(_THREADS.value)
     quick = _QUICK.value
     image_size = 32 if quick else _IMAGE_SIZE.value
     iters, warmup = (1, 1) if quick else (_ITERS.value, _WARMUP.value)
     overrides = dict(_QUICK_OVERRIDES) if quick else {}
     train_crop = 32 if quick else 224
-    devices.log_run_context("bench_inference.py", to_stdout=True)
+    _log_context(backend)
+    if _JIT.value and backend != "tensorflow":
+        print(f"note: --jit_compile applies to tensorflow only ({backend}: see the docstring)")
     rows = []
     for name in _MODELS.value:
+        start = time.perf_counter()
         model = build_model(name, train_crop_size=train_crop, **overrides)
+        print(f"{name}: built on {backend} in {time.perf_counter() - start:.1f} s", flush=True)
         backbone = model.backbone
         flops = count_flops(model, image_size=image_size)
-        forward = tf.function(lambda x, m=model: m(x, training=False), jit_compile=_JIT.value)
+        forward = _keras_forward(model, backend, _JIT.value)
         torch_model = None
         if _TORCH.value:
             import torch
 
-            if _THREADS.value:
-                torch.set_num_threads(_THREADS.value)
             # Same device class as Keras: the GPU when torch has CUDA (the gpu_check.sh case).
             torch_device = "cuda" if torch.cuda.is_available() else "cpu"
             torch_model = _torch_model(backbone, image_size, train_crop).to(torch_device)
@@ -130,16 +258,20 @@ def main(argv):
                 key: rng.normal(size=(batch, t, image_size, image_size, 3)).astype("float32")
                 for key, t in backbone.input_frames.items()
             }
-            tf_inputs = {k: tf.constant(v) for k, v in clips.items()}
-            # Trace outside the timed loop (tracing is not inference), so --warmup=0 is fair.
-            forward.get_concrete_function(tf_inputs)
-            keras_s = _time(lambda x=tf_inputs, f=forward: f(x).numpy(), iters, warmup)
+            inputs = {k: keras.ops.convert_to_tensor(v) for k, v in clips.items()}
+            # Trace / compile outside the timed loop (it is not inference), so --warmup=0 is fair.
+            start = time.perf_counter()
+            forward(inputs)
+            first_call_s = time.perf_counter() - start
+            keras_s = _time(lambda x=inputs, f=forward: f(x), iters, warmup)
             row = {
                 "model": name,
                 "batch": batch,
+                "backend": backend,
                 "keras_clips_s": batch / keras_s,
                 "gflops_clip": flops / 1e9,
                 "keras_gflops_s": batch * flops / 1e9 / keras_s,
+                "first_call_s": first_call_s,
             }
             if torch_model is not None:
                 with torch.no_grad():
@@ -158,14 +290,20 @@ def main(argv):
                 "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
                 flush=True,
             )
-    header = "| model | batch | GFLOPs/clip | Keras clips/s | Keras GFLOP/s | torch clips/s | Keras/torch |"
-    print("\n" + header + "\n|---|---|---|---|---|---|---|")
+    # Columns 1-7 keep their positions (benchmarks/gpu_check.sh reads column 7).
+    header = ("| model | batch | GFLOPs/clip | Keras clips/s | Keras GFLOP/s | PyTorchVideo clips/s "
+              "| Keras/PyTorchVideo | backend |")
+    print("\n" + header + "\n|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['model']} | {r['batch']} | {r['gflops_clip']:.2f} | {r['keras_clips_s']:.2f} | "
             f"{r['keras_gflops_s']:.1f} | {r.get('torch_clips_s', float('nan')):.2f} | "
-            f"{r.get('keras_over_torch', float('nan')):.2f} |"
+            f"{r.get('keras_over_torch', float('nan')):.2f} | {r['backend']} |"
         )
+    if _ROWS_OUT.value:
+        from slowfast_tf.utils.fileio import atomic_write_text
+
+        atomic_write_text(_ROWS_OUT.value, json.dumps(rows))
 
 
 if __name__ == "__main__":

@@ -103,6 +103,19 @@ class BoxMask(keras.layers.Layer):
         return tuple(input_shape[0])
 
 
+def _make_inputs(backbone, pathways, max_boxes):
+    inputs = {key: keras.Input(shape=backbone.input[key].shape[1:], name=key) for key in pathways}
+    inputs["boxes"] = keras.Input(shape=(max_boxes, 4), name="boxes")
+    inputs["box_mask"] = keras.Input(shape=(max_boxes,), name="box_mask")
+    return inputs
+
+
+def _roi_features(backbone, pathways, roi_features, inputs):
+    endpoints = backbone({key: inputs[key] for key in pathways})
+    res5 = [endpoints[f"{key}_res5"] for key in pathways]
+    return roi_features(res5 + [inputs["boxes"], inputs["box_mask"], inputs[pathways[0]]])
+
+
 @keras.saving.register_keras_serializable(package="slowfast_tf")
 class SlowFastDetector(keras.Model):
     """PySlowFast's AVA detector: ``SlowFastBackbone`` (res5 stride 1, dilation 2 -> feature
@@ -175,27 +188,35 @@ class SlowFastDetector(keras.Model):
         pathways = tuple(backbone.pathways)
 
         # === Layers ===
-        self.backbone = backbone
-        self.pathways = pathways
-        self.roi_features = RoIHeadFeatures(
+        # Sublayers stay local until `super().__init__`: on the torch backend a Keras layer is a
+        # `torch.nn.Module` and cannot be assigned to a Module that is not initialised yet.
+        roi_features = RoIHeadFeatures(
             roi_output_size, spatial_scale, sampling_ratio, aligned, name="head_roi"
         )
-        self.head_dropout = keras.layers.Dropout(dropout, name="head_dropout")
-        self.head_projection = keras.layers.Dense(
+        head_dropout = keras.layers.Dropout(dropout, name="head_dropout")
+        head_projection = keras.layers.Dense(
             num_classes,
             kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
             bias_initializer="zeros",
             name="head_projection",
         )
         # float32 so that mixed precision still returns float32 logits.
-        self.logits_mask = BoxMask(dtype="float32", name="logits")
+        logits_mask = BoxMask(dtype="float32", name="logits")
 
         # === Functional Model ===
-        inputs = self._make_inputs(max_boxes)
-        features = self._roi_features(inputs)
-        logits = self.head_projection(self.head_dropout(features))
-        logits = self.logits_mask([logits, inputs["box_mask"]])
+        inputs = _make_inputs(backbone, pathways, max_boxes)
+        features = _roi_features(backbone, pathways, roi_features, inputs)
+        logits = head_projection(head_dropout(features))
+        logits = logits_mask([logits, inputs["box_mask"]])
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
+
+        # === Layers as attributes (tracked in the order the graph already uses) ===
+        self.backbone = backbone
+        self.pathways = pathways
+        self.roi_features = roi_features
+        self.head_dropout = head_dropout
+        self.head_projection = head_projection
+        self.logits_mask = logits_mask
 
         # === Config ===
         self.num_classes = int(num_classes)
@@ -208,21 +229,10 @@ class SlowFastDetector(keras.Model):
         self.max_boxes = None if max_boxes is None else int(max_boxes)
 
     def _make_inputs(self, max_boxes):
-        inputs = {
-            key: keras.Input(shape=self.backbone.input[key].shape[1:], name=key)
-            for key in self.pathways
-        }
-        inputs["boxes"] = keras.Input(shape=(max_boxes, 4), name="boxes")
-        inputs["box_mask"] = keras.Input(shape=(max_boxes,), name="box_mask")
-        return inputs
+        return _make_inputs(self.backbone, self.pathways, max_boxes)
 
     def _roi_features(self, inputs):
-        clips = {key: inputs[key] for key in self.pathways}
-        endpoints = self.backbone(clips)
-        res5 = [endpoints[f"{key}_res5"] for key in self.pathways]
-        return self.roi_features(
-            res5 + [inputs["boxes"], inputs["box_mask"], inputs[self.pathways[0]]]
-        )
+        return _roi_features(self.backbone, self.pathways, self.roi_features, inputs)
 
     def build_eval_model(self):
         """Returns a ``keras.Model`` sharing this detector's weights with dict outputs

@@ -1,17 +1,15 @@
 """Golden-tensor test: a tiny SlowFast (+ non-local) with deterministic weights must keep
-producing the committed logits and endpoint (timm-style regression test).
+producing the committed logits and endpoint (timm-style regression test). The JAX and torch
+backends reproduce the same logits in ``slowfast_tf/models/backends_test.py``.
 
 Regenerate (only after an intentional numerics change) with:
     python -m slowfast_tf.models.slowfast.slowfast_golden_test
 """
 
 import os
-import subprocess
-import sys
 import zlib
 
 import numpy as np
-import pytest
 
 from slowfast_tf.models.slowfast.slowfast_presets import build_model
 
@@ -76,32 +74,6 @@ def _check(compiled=False):
 
 def test_golden_outputs():
     _check()
-
-
-@pytest.mark.slow
-def test_golden_outputs_jax_backend():
-    """The same model on the JAX backend reproduces the TF golden values (backend-free code)."""
-    pytest.importorskip("jax")
-    # JAX compiles every initializer op per variable shape (~200 s for this model on 2 cores);
-    # the weights are overwritten deterministically anyway, so initializers return numpy zeros.
-    code = (
-        "import numpy as np, keras\n"
-        "assert keras.backend.backend() == 'jax'\n"
-        "def _zeros(self, shape, dtype=None):\n"
-        "    return np.zeros(shape, keras.backend.standardize_dtype(dtype or 'float32'))\n"
-        "for c in (keras.initializers.VarianceScaling, keras.initializers.RandomNormal,\n"
-        "          keras.initializers.Zeros, keras.initializers.Ones):\n"
-        "    c.__call__ = _zeros\n"
-        "from slowfast_tf.models.slowfast.slowfast_golden_test import _check\n"
-        "_check(compiled=True)\n"
-        "print('jax golden ok')\n"
-    )
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "jax golden ok" in result.stdout
 
 
 if __name__ == "__main__":

@@ -24,6 +24,12 @@ def _head_kernel(backbone, key, train_crop_size):
     return (backbone.output_frames[key], side, side)
 
 
+def _pooled_features(backbone, head_pools, head_concat, inputs):
+    endpoints = backbone(inputs)
+    pooled = [head_pools[key](endpoints[f"{key}_res5"]) for key in backbone.pathways]
+    return head_concat(pooled) if head_concat is not None else pooled[0]
+
+
 @keras.saving.register_keras_serializable(package="slowfast_tf")
 class SlowFastVideoClassifier(keras.Model):
     """PySlowFast ``ResNetBasicHead`` on top of a ``SlowFastBackbone`` (or any backbone exposing
@@ -89,36 +95,45 @@ class SlowFastVideoClassifier(keras.Model):
                 )
 
         # === Layers ===
-        self.backbone = backbone
-        self.pathways = pathways
-        self.head_pools = {
+        # Sublayers stay local until `super().__init__`: on the torch backend a Keras layer is a
+        # `torch.nn.Module` and cannot be assigned to a Module that is not initialised yet.
+        head_pools = {
             key: keras.layers.AveragePooling3D(
                 head_pool_size[key], strides=1, padding="valid", name=f"head_pathway{p}_avgpool"
             )
             for p, key in enumerate(pathways)
         }
         # Single-pathway models have nothing to concatenate (an unused layer would stay unbuilt).
-        self.head_concat = (
+        head_concat = (
             keras.layers.Concatenate(axis=-1, name="head_concat") if len(pathways) > 1 else None
         )
-        self.head_dropout = keras.layers.Dropout(dropout, name="head_dropout")
-        self.head_projection = keras.layers.Dense(
+        head_dropout = keras.layers.Dropout(dropout, name="head_dropout")
+        head_projection = keras.layers.Dense(
             num_classes,
             kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
             bias_initializer="zeros",
             name="head_projection",
         )
         # Averages over positions run in float32 so mixed precision returns float32 logits.
-        self.logits_mean = keras.layers.GlobalAveragePooling3D(dtype="float32", name="logits")
+        logits_mean = keras.layers.GlobalAveragePooling3D(dtype="float32", name="logits")
 
         # === Functional Model ===
         inputs = {
             key: keras.Input(shape=backbone.input[key].shape[1:], name=key) for key in pathways
         }
-        features_map = self._pooled_features(inputs)
-        per_position = self.head_projection(self.head_dropout(features_map))
-        logits = self.logits_mean(per_position)
+        features_map = _pooled_features(backbone, head_pools, head_concat, inputs)
+        per_position = head_projection(head_dropout(features_map))
+        logits = logits_mean(per_position)
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
+
+        # === Layers as attributes (tracked in the order the graph already uses) ===
+        self.backbone = backbone
+        self.pathways = pathways
+        self.head_pools = head_pools
+        self.head_concat = head_concat
+        self.head_dropout = head_dropout
+        self.head_projection = head_projection
+        self.logits_mean = logits_mean
 
         # === Config ===
         self.num_classes = int(num_classes)
@@ -128,9 +143,7 @@ class SlowFastVideoClassifier(keras.Model):
         self.activation = activation
 
     def _pooled_features(self, inputs):
-        endpoints = self.backbone(inputs)
-        pooled = [self.head_pools[key](endpoints[f"{key}_res5"]) for key in self.pathways]
-        return self.head_concat(pooled) if self.head_concat is not None else pooled[0]
+        return _pooled_features(self.backbone, self.head_pools, self.head_concat, inputs)
 
     def build_eval_model(self):
         """Returns a ``keras.Model`` sharing this classifier's weights with dict outputs
