@@ -40,6 +40,10 @@ COVERAGE = {
         "tfrecords_tools/convert_test.py::test_convert_failures_manifest_and_label_reuse",
     "python -m tfrecords_tools convert --input /data/my_videos/val":
         "tfrecords_tools/convert_test.py::test_convert_failures_manifest_and_label_reuse",
+    "python -m tfrecords_tools convert --input list.csv --out gs://bucket/k400 --runner beam":
+        "tfrecords_tools/beam_runner_test.py::test_beam_runner_options_checked_without_network",
+    "python -m tfrecords_tools convert --input-format charades":
+        "tfrecords_tools/charades_test.py::test_convert_train_map_end_to_end",
     "python -m tfrecords_tools inspect":
         "tfrecords_tools/convert_test.py::test_inspect_prints_and_writes_sheet",
     "python train.py --flagfile=configs/k400": "EXEMPT: real Kinetics-400 records; the flagfile "
