@@ -213,6 +213,16 @@ _PTV_RES_MODULES = {
 _SF_RES_MODULES = {v: k for k, v in _PTV_RES_MODULES.items()}
 
 
+# PyTorchVideo's detectors (``DetectionBBoxNetwork``, e.g. ``slowfast_r50_detection``) hold the
+# backbone under ``model.`` and the head under ``detection_head.`` (``detection_head.proj``).
+_PTV_DETECTION_BODY = "model.blocks."
+
+
+def _ptv_body_name(name):
+    """``model.blocks.N...`` (PTV detector backbone) -> ``blocks.N...``; other names unchanged."""
+    return name[len("model.") :] if name.startswith(_PTV_DETECTION_BODY) else name
+
+
 def ptv_stage_numbers(names):
     """PTV block index -> PySlowFast stage number (2..5) for the residual stages.
 
@@ -220,7 +230,7 @@ def ptv_stage_numbers(names):
     pool after res2) shift the indices, so stages are numbered by order of appearance.
     """
     indices = set()
-    for name in names:
+    for name in map(_ptv_body_name, names):
         m = re.match(r"blocks\.(\d+)\.(?:multipathway_blocks\.\d+\.)?res_blocks\.", name)
         if m:
             indices.add(int(m[1]))
@@ -237,6 +247,7 @@ def ptv_to_pyslowfast(name, stage_numbers):
     Returns:
         str or None, e.g. ``"s2.pathway0_res0.branch2.a.weight"``.
     """
+    name = _ptv_body_name(name)
     m = _PTV_HEAD.fullmatch(name)
     if m:
         return f"head.projection.{m[1]}"
@@ -329,6 +340,17 @@ def pyslowfast_to_keras(name):
 
 
 def looks_like_ptv(names):
-    """True when a state dict uses PyTorchVideo names (``blocks.N...``)."""
+    """True when a state dict uses PyTorchVideo names (``blocks.N...``, or ``model.blocks.N...``
+    plus ``detection_head...`` for a PTV detector)."""
     names = list(names)
-    return bool(names) and sum(n.startswith("blocks.") for n in names) > len(names) // 2
+    return bool(names) and sum(
+        _ptv_body_name(n).startswith("blocks.") for n in names
+    ) > len(names) // 2
+
+
+def pyslowfast_to_ptv_detection(name):
+    """PySlowFast name -> PyTorchVideo ``create_slowfast_with_roi_head`` name (the inverse of
+    :func:`ptv_to_pyslowfast` for ``slowfast_r50_detection``-style state dicts)."""
+    if name in (HEAD_WEIGHT, HEAD_BIAS):
+        return f"detection_head.proj.{name.rsplit('.', 1)[1]}"
+    return "model." + pyslowfast_to_ptv(name, multipathway=True)

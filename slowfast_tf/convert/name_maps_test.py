@@ -144,3 +144,31 @@ def test_looks_like_ptv():
     assert name_maps.looks_like_ptv(PTV_SLOWFAST)
     assert not name_maps.looks_like_ptv(CAFFE2_CASES.values())
     assert not name_maps.looks_like_ptv([])
+
+
+def test_ptv_detection_names():
+    """``SLOWFAST_8x8_R50_DETECTION.pyth``: backbone under ``model.``, head ``detection_head``."""
+    names = [
+        "model.blocks.0.multipathway_blocks.1.conv.weight",
+        "model.blocks.0.multipathway_fusion.conv_fast_to_slow.weight",
+        "model.blocks.1.multipathway_blocks.0.res_blocks.0.branch2.norm_a.running_var",
+        "model.blocks.4.multipathway_blocks.1.res_blocks.2.branch2.conv_c.weight",
+        "detection_head.proj.weight",
+        "detection_head.proj.bias",
+    ]
+    assert name_maps.looks_like_ptv(names)
+    stages = name_maps.ptv_stage_numbers(names)
+    assert stages == {1: 2, 4: 3}  # only the stages present in this short list
+    stages = {1: 2, 2: 3, 3: 4, 4: 5}
+    want = [
+        "s1.pathway1_stem.conv.weight",
+        "s1_fuse.conv_f2s.weight",
+        "s2.pathway0_res0.branch2.a_bn.running_var",
+        "s5.pathway1_res2.branch2.c.weight",
+        "head.projection.weight",
+        "head.projection.bias",
+    ]
+    assert [name_maps.ptv_to_pyslowfast(n, stages) for n in names] == want
+    assert [name_maps.pyslowfast_to_ptv_detection(n) for n in want] == names
+    # A classification name under an unrelated "model." module is not rewritten.
+    assert name_maps.ptv_to_pyslowfast("model.head.proj.weight", stages) is None

@@ -142,3 +142,84 @@ def write_all_formats(ptv_model, directory):
         ("pyslowfast-wrapped-ptv", "pyslowfast", wrapped),
         ("caffe2", "caffe2", write_caffe2_checkpoint(state, f"{directory}/caffe2.pkl")),
     ]
+
+
+# --------------------------------------------------------------------------------------------
+# Detection (AVA)
+# --------------------------------------------------------------------------------------------
+
+
+def detector_reference_arch(model):
+    """``ReferenceArch`` of a Keras ``SlowFastDetector`` whose backbone PyTorchVideo's
+    ``create_slowfast_with_roi_head`` / ``create_resnet_with_roi_head`` can build (SlowFast or
+    Slow-only, R50/R101, no non-local blocks, AVA strides), else None."""
+    bb = getattr(model, "backbone", None)
+    if bb is None or bb.arch not in ("slowfast", "slow") or bb.depth not in (50, 101):
+        return None
+    if any(bb.nonlocal_locations) or bb.lateral_type != "time_strided_conv":
+        return None
+    if tuple(bb.spatial_strides) != (1, 2, 2, 1) or tuple(bb.spatial_dilations) != (1, 1, 1, 2):
+        return None
+    depths = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}[bb.depth]
+    pathways = tuple(bb.pathways)
+    if any(
+        bb.num_block_temp_kernel[j][p] < depths[j] for j in range(4) for p in range(len(pathways))
+    ):
+        return None
+    return torch_reference.ReferenceArch(
+        pathways=pathways,
+        family=bb.arch,
+        depth=bb.depth,
+        alpha=bb.alpha,
+        beta_inv=bb.beta_inv,
+        width=bb.width,
+        fusion_kernel=bb.fusion_kernel_size,
+        slow_frames=bb.input_frames["slow"],
+        head_pool_hw=1,
+        num_classes=model.num_classes,
+    )
+
+
+def make_detector_reference(arch, inputs, aligned=False, seed=0):
+    """PTV detector with random weights, randomised BN statistics (measured on ``inputs``) and
+    a random projection bias."""
+    torch = torch_reference.import_torch()
+    torch.manual_seed(seed)
+    model = torch_reference.build_ptv_detector(arch, aligned=aligned)
+    torch_reference.randomize_batch_norm_(
+        model.model, torch_reference.to_torch_inputs(inputs, arch), seed=seed
+    )
+    with torch.no_grad():
+        model.detection_head.proj.weight.normal_(0.0, 0.05)
+        model.detection_head.proj.bias.normal_(0.0, 0.5)
+    return model
+
+
+def write_detector_formats(ptv_detector, directory):
+    """Writes a PTV detector as a PyTorchVideo hub ``.pyth`` (``model.blocks...`` +
+    ``detection_head.proj``, the ``SLOWFAST_8x8_R50_DETECTION.pyth`` layout), a PySlowFast
+    ``.pyth`` (``head.projection``), a PySlowFast-wrapped PTV ``.pyth`` (``model.`` prefix on
+    every name) and a Caffe2 ``.pkl`` (``pred_w`` / ``pred_b``).
+
+    Returns:
+        list of ``(label, source, path)`` as :func:`write_all_formats`.
+    """
+    torch = torch_reference.import_torch()
+    ptv_state = ptv_detector.state_dict()
+    state = pyslowfast_state_from_ptv(ptv_state)
+    wrapped = f"{directory}/pyslowfast_ptv_detector_wrapped.pyth"
+    torch.save({"epoch": 1, "model_state": {"model." + k: v for k, v in ptv_state.items()}}, wrapped)
+    return [
+        (
+            "pytorchvideo",
+            "pytorchvideo",
+            write_ptv_checkpoint(ptv_detector, f"{directory}/ptv_detector.pyth"),
+        ),
+        (
+            "pyslowfast",
+            "pyslowfast",
+            write_pyslowfast_checkpoint(state, f"{directory}/pyslowfast_detector.pyth"),
+        ),
+        ("pyslowfast-wrapped-ptv", "pyslowfast", wrapped),
+        ("caffe2", "caffe2", write_caffe2_checkpoint(state, f"{directory}/caffe2_detector.pkl")),
+    ]

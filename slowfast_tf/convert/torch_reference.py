@@ -262,3 +262,199 @@ def run_reference(model, inputs, arch, with_endpoints=True):
         for handle in handles:
             handle.remove()
     return logits, captured
+
+
+# --------------------------------------------------------------------------------------------
+# Detection (AVA): a torch RoIAlign for the PyTorchVideo ROI head
+# --------------------------------------------------------------------------------------------
+
+
+def _torch_roi_corners(start, bin_size, n_bins, grid, limit):
+    """Bilinear corner indices and weights of one box's samples along one axis (torchvision's
+    ``bilinear_interpolate``: samples outside ``[-1, limit]`` weigh 0, others are clamped)."""
+    torch = import_torch()
+    bins = torch.arange(n_bins, dtype=torch.float32)[:, None]
+    samples = torch.arange(grid, dtype=torch.float32)[None, :]
+    pos = (start + bins * bin_size) + ((samples + 0.5) * bin_size) / float(grid)
+    pos = pos.reshape(-1)
+    valid = ((pos >= -1.0) & (pos <= limit)).to(torch.float32)
+    pos = torch.clamp(pos, min=0.0)
+    low = pos.floor().long()
+    edge = low >= limit - 1
+    low = torch.where(edge, torch.full_like(low, limit - 1), low)
+    high = torch.where(edge, low, low + 1)
+    pos = torch.where(edge, low.to(torch.float32), pos)
+    frac = pos - low.to(torch.float32)
+    return low, high, (1.0 - frac) * valid, frac * valid
+
+
+def torch_roi_align(features, rois, output_size, spatial_scale=1.0, sampling_ratio=0, aligned=False):
+    """RoIAlign in plain torch with torchvision's semantics (forward only).
+
+    Written independently of the Keras version: one box at a time with its adaptive sampling
+    grid as a Python int, bilinear corners gathered by index (torchvision's own structure),
+    and checked against the NumPy definition in ``slowfast_tf/testing/roi_align_reference.py``.
+
+    Args:
+        features: ``[N, C, H, W]`` tensor.
+        rois: ``[K, 5]`` tensor of ``(batch_index, x1, y1, x2, y2)``.
+        output_size: int or ``(out_h, out_w)``.
+        spatial_scale, sampling_ratio, aligned: as ``torchvision.ops.roi_align``.
+
+    Returns:
+        ``[K, C, out_h, out_w]`` tensor.
+    """
+    torch = import_torch()
+    out_h, out_w = (output_size, output_size) if isinstance(output_size, int) else output_size
+    height, width = features.shape[-2:]
+    offset = 0.5 if aligned else 0.0
+    outputs = []
+    for roi in rois.to(torch.float32):
+        image = features[int(roi[0].item())]
+        start = roi[1:3] * spatial_scale - offset  # (x, y)
+        size = roi[3:5] * spatial_scale - offset - start
+        if not aligned:
+            size = torch.clamp(size, min=1.0)
+        pooled = torch.tensor([out_w, out_h], dtype=torch.float32)
+        bin_size = size / pooled
+        if sampling_ratio > 0:
+            grid = [sampling_ratio, sampling_ratio]
+        else:
+            grid = [int(v) for v in torch.ceil(size / pooled).tolist()]
+        count = max(grid[0] * grid[1], 1)
+        if grid[0] <= 0 or grid[1] <= 0:
+            outputs.append(torch.zeros(image.shape[0], out_h, out_w, dtype=features.dtype))
+            continue
+
+        x_low, x_high, wx_low, wx_high = _torch_roi_corners(
+            start[0], bin_size[0], out_w, grid[0], width
+        )
+        y_low, y_high, wy_low, wy_high = _torch_roi_corners(
+            start[1], bin_size[1], out_h, grid[1], height
+        )
+        value = 0.0
+        for rows, wy in ((y_low, wy_low), (y_high, wy_high)):
+            for cols, wx in ((x_low, wx_low), (x_high, wx_high)):
+                gathered = image[:, rows][:, :, cols]  # [C, out_h*gy, out_w*gx]
+                value = value + gathered * wy[None, :, None] * wx[None, None, :]
+        value = value.reshape(image.shape[0], out_h, grid[1], out_w, grid[0])
+        outputs.append(value.sum(dim=(2, 4)) / count)
+    if not outputs:
+        return features.new_zeros((0, features.shape[1], out_h, out_w))
+    return torch.stack(outputs)
+
+
+def torch_roi_align_module():
+    """A ``torchvision.ops.RoIAlign``-compatible ``nn.Module`` class built on
+    :func:`torch_roi_align` (torchvision itself does not install next to this torch)."""
+    torch = import_torch()
+
+    class TorchRoIAlign(torch.nn.Module):
+        def __init__(self, output_size, spatial_scale, sampling_ratio, aligned=False):
+            super().__init__()
+            self.output_size = output_size
+            self.spatial_scale = spatial_scale
+            self.sampling_ratio = sampling_ratio
+            self.aligned = aligned
+
+        def forward(self, features, rois):
+            return torch_roi_align(
+                features, rois, self.output_size, self.spatial_scale, self.sampling_ratio,
+                self.aligned,
+            )
+
+    return TorchRoIAlign
+
+
+def build_ptv_detector(arch, aligned=False):
+    """PyTorchVideo ``create_slowfast_with_roi_head`` (SlowFast) or ``create_resnet_with_roi_head``
+    (Slow-only) for ``arch``, eval mode.
+
+    The head's RoIAlign is :func:`torch_roi_align_module` (torchvision is not installable
+    here): ``create_res_roi_pooling_head`` binds ``roi=torchvision.ops.RoIAlign`` as a default
+    argument at import time, so the default is swapped for the duration of the build only.
+
+    Args:
+        arch: ``ReferenceArch`` of a SlowFast or Slow-only network; ``head_pool_hw`` is ignored
+            (the detector pools time only), ``num_classes`` sizes the projection.
+        aligned: bool, RoIAlign ``aligned`` (PyTorchVideo's own model uses False).
+
+    Returns:
+        ``DetectionBBoxNetwork`` taking ``([slow, fast] or slow, rois [K, 5])`` and returning
+        the per-box sigmoid probabilities ``[K, num_classes]``.
+    """
+    import functools
+
+    import_pytorchvideo()
+    slowfast = tuple(arch.pathways) == ("slow", "fast")
+    if not slowfast and (tuple(arch.pathways) != ("slow",) or arch.family != "slow"):
+        raise ValueError(
+            "The PyTorchVideo detector reference is SlowFast or Slow-only. "
+            f"Received: pathways={arch.pathways}, family={arch.family!r}"
+        )
+    from pytorchvideo.models import head as ptv_head
+    from pytorchvideo.models.resnet import create_resnet_with_roi_head
+    from pytorchvideo.models.slowfast import create_slowfast_with_roi_head
+
+    kwargs = {}
+    if arch.slow_temporal_kernels is not None and slowfast:
+        kwargs["stage_conv_a_kernel_sizes"] = (
+            _conv_a_sizes(arch.slow_temporal_kernels),
+            _conv_a_sizes(arch.fast_temporal_kernels),
+        )
+    elif arch.slow_temporal_kernels is not None:
+        kwargs["stage_conv_a_kernel_size"] = _conv_a_sizes(arch.slow_temporal_kernels)
+    defaults = ptv_head.create_res_roi_pooling_head.__kwdefaults__
+    previous = defaults["roi"]
+    defaults["roi"] = functools.partial(torch_roi_align_module(), aligned=aligned)
+    try:
+        if not slowfast:
+            model = create_resnet_with_roi_head(
+                model_depth=arch.depth,
+                model_num_class=arch.num_classes,
+                stem_dim_out=arch.width,
+                head_pool_kernel_size=(arch.slow_frames, 1, 1),
+                **kwargs,
+            )
+            return model.eval()
+        model = create_slowfast_with_roi_head(
+            model_depth=arch.depth,
+            model_num_class=arch.num_classes,
+            slowfast_channel_reduction_ratio=(arch.beta_inv,),
+            slowfast_fusion_conv_kernel_size=(arch.fusion_kernel, 1, 1),
+            slowfast_fusion_conv_stride=(arch.alpha, 1, 1),
+            stem_dim_outs=(arch.width, arch.width // arch.beta_inv),
+            head_pool_kernel_sizes=((arch.slow_frames, 1, 1), (arch.fast_frames, 1, 1)),
+            **kwargs,
+        )
+    finally:
+        defaults["roi"] = previous
+    return model.eval()
+
+
+def run_ptv_detector(model, inputs, boxes, box_mask, arch):
+    """Runs a PTV detector on the Keras detector's inputs.
+
+    Args:
+        model: from :func:`build_ptv_detector`.
+        inputs: Keras input dict (clips ``[B, T, H, W, 3]``).
+        boxes: ``[B, M, 4]`` normalised ``(x1, y1, x2, y2)``; converted to input pixels and
+            ``(batch_index, x1, y1, x2, y2)`` rows as PySlowFast's ``detection_collate``.
+        box_mask: ``[B, M]``, rows with mask 0 are not sent.
+
+    Returns:
+        ``[B, M, classes]`` numpy probabilities (0 where ``box_mask`` is 0).
+    """
+    torch = import_torch()
+    boxes = np.asarray(boxes, np.float32)
+    height, width = np.asarray(inputs[arch.pathways[0]]).shape[2:4]
+    scale = np.array([width, height, width, height], np.float32)
+    index = np.nonzero(np.asarray(box_mask) > 0)
+    rois = np.concatenate(
+        [index[0][:, None].astype(np.float32), boxes[index] * scale], axis=1
+    )
+    with torch.no_grad():
+        probabilities = model(to_torch_inputs(inputs, arch), torch.from_numpy(rois)).numpy()
+    out = np.zeros(boxes.shape[:2] + (probabilities.shape[-1],), np.float32)
+    out[index] = probabilities
+    return out

@@ -1,8 +1,9 @@
 """Model zoo: SlowFast family and the R(2+1)D paper family, written with keras / keras.ops only.
 
-``build_model`` / ``build_backbone`` / ``get_preset`` / ``list_presets`` cover both families; the
+``build_model`` / ``build_backbone`` / ``get_preset`` / ``list_presets`` cover every family; the
 family packages (``slowfast_tf.models.slowfast``, ``slowfast_tf.models.r2plus1d``) expose the same
-functions for their own presets.
+functions for their own presets, and ``slowfast_tf.models.slowfast.detection`` for the AVA
+detectors (``SlowFastDetector``).
 """
 
 from slowfast_tf.models import r2plus1d, slowfast
@@ -10,11 +11,14 @@ from slowfast_tf.models.common.flops import count_flops, count_params
 from slowfast_tf.models.r2plus1d import R2Plus1DBackbone, R2Plus1DPreset
 from slowfast_tf.models.slowfast import (
     SlowFastBackbone,
+    SlowFastDetector,
+    SlowFastDetectorPreset,
     SlowFastPreset,
     SlowFastVideoClassifier,
 )
+from slowfast_tf.models.slowfast import detection as slowfast_detection
 
-_FAMILIES = (slowfast, r2plus1d)
+_FAMILIES = (slowfast, r2plus1d, slowfast_detection)
 # Preset names are unique across families (a test checks it), so one flat dict serves lookups.
 PRESETS = {name: preset for family in _FAMILIES for name, preset in family.PRESETS.items()}
 
@@ -41,15 +45,19 @@ def build_backbone(preset_name, **overrides):
     return _family(preset_name).build_backbone(preset_name, **overrides)
 
 
-def build_model(preset_name, num_classes=400, **overrides):
-    """Builds the video classifier of any preset (output: logits ``[B, num_classes]``).
+def build_model(preset_name, num_classes=None, **overrides):
+    """Builds the model of any preset: a video classifier (logits ``[B, num_classes]``) or, for
+    the AVA presets, a ``SlowFastDetector`` (logits ``[B, max_boxes, num_classes]``).
 
     Args:
         preset_name: str, one of ``list_presets()``.
-        num_classes: int, classes of the projection (400 = Kinetics-400).
-        **overrides: backbone or classifier kwargs of that family (e.g. ``depth=18, width=8``).
+        num_classes: None or int, classes of the projection; None = the family's default
+            (400 = Kinetics-400 for classifiers, 80 = AVA for detectors).
+        **overrides: backbone or head kwargs of that family (e.g. ``depth=18, width=8``).
     """
-    return _family(preset_name).build_model(preset_name, num_classes=num_classes, **overrides)
+    if num_classes is not None:
+        overrides["num_classes"] = num_classes
+    return _family(preset_name).build_model(preset_name, **overrides)
 
 
 __all__ = [
@@ -57,6 +65,8 @@ __all__ = [
     "R2Plus1DBackbone",
     "R2Plus1DPreset",
     "SlowFastBackbone",
+    "SlowFastDetector",
+    "SlowFastDetectorPreset",
     "SlowFastPreset",
     "SlowFastVideoClassifier",
     "build_backbone",

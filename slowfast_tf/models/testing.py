@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["run_video_backbone_test", "run_video_classifier_test"]
+__all__ = ["run_video_backbone_test", "run_video_classifier_test", "run_video_detector_test"]
 
 
 def _as_dict(outputs):
@@ -246,6 +246,62 @@ def run_video_classifier_test(
         return tf.reduce_mean(
             keras.losses.sparse_categorical_crossentropy(labels, outputs, from_logits=True)
         )
+
+    _run_standard_checks(
+        model, cls, init_kwargs, input_data, loss_fn, float32_outputs=True,
+        saving=run_saving_test, predict=run_predict_test,
+        mixed_precision=run_mixed_precision_test, training=run_training_test,
+    )
+    return model
+
+
+def run_video_detector_test(
+    cls,
+    init_kwargs,
+    input_data,
+    expected_output_shape,
+    *,
+    run_saving_test=True,
+    run_predict_test=True,
+    run_mixed_precision_test=True,
+    run_training_test=True,
+):
+    """Runs the standard checks on a box-level detector and returns the model.
+
+    ``input_data`` holds the clips plus ``boxes`` ``[B, M, 4]`` and ``box_mask`` ``[B, M]``;
+    the output is float32 logits ``[B, M, num_classes]`` that must be 0 on padding rows. If the
+    model has ``build_eval_model()``, its ``logits`` must equal the model output, its
+    ``probabilities`` must lie in [0, 1] and be 0 on padding rows, and it must share the
+    weights. The training check uses a sigmoid cross-entropy on random multi-hot targets over
+    the real boxes only.
+
+    Args: as ``run_video_backbone_test``; ``expected_output_shape`` is ``(B, M, classes)``.
+
+    Returns:
+        The model instance.
+    """
+    model = cls(**init_kwargs)
+    logits = model(input_data, training=False)
+    _check_shapes(logits, expected_output_shape)
+    padding = np.asarray(input_data["box_mask"]) <= 0
+    assert padding.any() and not padding.all(), "input_data must mix real and padding boxes"
+    assert not np.any(keras.ops.convert_to_numpy(logits)[padding]), "padding rows are not 0"
+    if hasattr(model, "build_eval_model"):
+        eval_model = model.build_eval_model()
+        model_ids = {id(w) for w in model.weights}
+        assert all(id(w) in model_ids for w in eval_model.weights), "eval model copies weights"
+        eval_outputs = eval_model(input_data, training=False)
+        _assert_allclose(logits, eval_outputs["logits"], what="eval logits")
+        probabilities = keras.ops.convert_to_numpy(eval_outputs["probabilities"])
+        assert probabilities.shape == tuple(expected_output_shape)
+        assert probabilities.min() >= 0.0 and probabilities.max() <= 1.0
+        assert not np.any(probabilities[padding]), "padding probabilities are not 0"
+    targets = np.random.default_rng(0).integers(0, 2, size=expected_output_shape).astype("float32")
+    weights = (~padding).astype("float32")[..., None]
+
+    def loss_fn(outputs):
+        per_class = tf.nn.sigmoid_cross_entropy_with_logits(targets, tf.cast(outputs, "float32"))
+        return tf.reduce_sum(per_class * weights) / tf.reduce_sum(weights)
 
     _run_standard_checks(
         model, cls, init_kwargs, input_data, loss_fn, float32_outputs=True,

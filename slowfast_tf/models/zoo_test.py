@@ -7,8 +7,11 @@ from slowfast_tf.models import r2plus1d, slowfast
 
 
 def test_preset_names_are_unique_across_families():
-    assert not set(slowfast.PRESETS) & set(r2plus1d.PRESETS)
-    assert models.list_presets() == sorted({**slowfast.PRESETS, **r2plus1d.PRESETS})
+    families = (slowfast.PRESETS, r2plus1d.PRESETS, slowfast.detection.PRESETS)
+    assert sum(len(f) for f in families) == len({name for f in families for name in f})
+    assert models.list_presets() == sorted(
+        {**slowfast.PRESETS, **r2plus1d.PRESETS, **slowfast.detection.PRESETS}
+    )
 
 
 def test_build_model_dispatches_to_each_family():

@@ -1,0 +1,1 @@
+"""Test scaffolding shared by several test modules (reference implementations, fixtures)."""
