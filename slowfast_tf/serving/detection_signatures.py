@@ -114,3 +114,29 @@ def save_detection_model(model, export_dir: str, config: ava_pipeline.AvaDataCon
         tf.saved_model.save(module, staged, signatures=signatures)
         os.rename(staged, export_dir)  # A complete SavedModel or none.
     return export_dir
+
+
+def export_from_flags(model, f) -> str:
+    """``export.py`` for a detector: ``<export_base>/<model_name>/<version>/`` + models.config.
+
+    Uses ``--data_preset`` (an AVA preset; default: the model's, e.g. ``ava_slowfast_32x2``),
+    ``--labels_file``, ``--top_k``, ``--version``, ``--serving_base_path``. Returns the export dir.
+    """
+    from slowfast_tf.serving import signatures, tfserving
+    from slowfast_tf.training import detection
+
+    # Clip length, pathways and box slots come from the model; the rest from the data preset.
+    frames = {p: model.input[p].shape[1] for p in model.pathways}
+    overrides = {"max_boxes": model.max_boxes or 32, "pathways": list(model.pathways),
+                 "num_frames": max(frames.values())}
+    if len(frames) == 1:
+        overrides["alpha"] = 1
+    config = detection.build_data_config(model.name, f.data_preset, model.num_classes, overrides)
+    labels = signatures.read_labels(f.labels_file, model.num_classes)
+    tfserving.validate_model_name(f.model_name)
+    model_base = os.path.join(f.export_base, f.model_name)
+    _, final_dir = tfserving.resolve_version_dir(model_base, f.version or None)
+    save_detection_model(model, final_dir, config, labels, f.top_k)
+    tfserving.write_models_config(os.path.join(f.export_base, "models.config"),
+                                  {f.model_name: f.serving_base_path or os.path.abspath(model_base)})
+    return final_dir

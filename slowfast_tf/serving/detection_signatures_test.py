@@ -57,3 +57,35 @@ def test_bad_boxes_give_clear_errors(exported, boxes, message):
     frames = np.zeros((1, 8, 48, 64, 3), np.uint8)
     with pytest.raises(local_server.PredictError, match=message):
         runner.run("serving_default", {"frames": frames, "boxes": np.asarray(boxes, np.float32)})
+
+
+def test_export_py_exports_a_detector(exported, tmp_path):
+    """``export.py --model_file=model.keras`` of a detector -> versioned SavedModel + models.config."""
+    import os
+    import sys
+
+    from absl import flags
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    import export
+
+    model, _ = exported
+    model_file = str(tmp_path / "model.keras")
+    model.save(model_file)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(LABELS) + "\n")
+    values = flags.FlagValues()
+    export.define_flags(values)
+    values(["export.py", f"--model_file={model_file}", f"--export_base={tmp_path / 'repo'}",
+            "--model_name=ava", f"--labels_file={labels}", "--data_preset=ava_synthetic", "--top_k=2"])
+    export.main([], flag_values=values)
+    export_dir = tmp_path / "repo" / "ava" / "1"
+    assert (tmp_path / "repo" / "models.config").exists()
+    runner = local_server.SessionRunner(str(export_dir))
+    try:
+        frames = np.zeros((1, 8, 48, 64, 3), np.uint8)
+        out = runner.run("serving_default", {"frames": frames,
+                                             "boxes": np.array([[0.1, 0.1, 0.6, 0.9]], np.float32)})
+    finally:
+        runner.close()
+    assert out["probabilities"].shape == (1, 5) and out["top_k_labels"].shape == (1, 2)
