@@ -3,7 +3,8 @@
 # Slow-only detectors (configs/synthetic_ava_{slowfast,slow}.flags) -> frame-mAP@0.5 of both.
 #   bash scripts/run_synthetic_ava.sh [SEED]      (SEED: synthetic set and training seed, default 0)
 # Work files: $SYNTHETIC_AVA_DIR (default /tmp/slowfast_tf_synthetic_ava/seed$SEED); re-running
-# reuses the set and resumes (or skips) finished trainings. Extra train.py flags: $AVA_TRAIN_FLAGS.
+# reuses the set and resumes (or skips) finished trainings. Extra train.py flags: $AVA_TRAIN_FLAGS (split at
+# spaces: write JSON values without spaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEED="${1:-0}"

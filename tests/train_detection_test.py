@@ -66,6 +66,7 @@ import json, sys
 sys.path.insert(0, sys.argv[1])
 import train
 from slowfast_tf.training import detection
+from slowfast_tf.models import count_params
 out = {}
 for path in sys.argv[2:]:
     train.FLAGS.unparse_flags()
@@ -74,7 +75,7 @@ for path in sys.argv[2:]:
     data = detection.build_data_config(f.model, f.data_preset, f.num_classes,
                                        json.loads(f.data_overrides))
     model = detection.build_detector(f.model, f.num_classes, data, json.loads(f.model_overrides))
-    out[path] = {"model": f.model, "params": model.count_params(), "wd": f.weight_decay,
+    out[path] = {"model": f.model, "params": count_params(model), "wd": f.weight_decay,
                  "policy": f.lr_policy, "max_boxes": model.max_boxes}
 print(json.dumps(out))
 """
@@ -109,7 +110,7 @@ def _run(args, cwd):
     return out
 
 
-TINY_FLAGS = ('--model_overrides={"depth": 18, "width": 4, "beta_inv": 4, "fusion_kernel_size": 3} '
+TINY_FLAGS = ('--model_overrides={"depth":18,"width":4,"beta_inv":4,"fusion_kernel_size":3} '
               "--steps_per_epoch=2 --epochs=1 --lr_steps=0 --lr_multipliers=1 --batch_size=2 "
               "--nojit_compile")
 
