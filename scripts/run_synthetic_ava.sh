@@ -14,7 +14,7 @@ export TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=tensorflow
 START=$(date +%s)
 step() { echo; echo "=== [$(( $(date +%s) - START ))s] $*"; }
 
-step "1/3 synthetic AVA set (seed $SEED, 2-3 actors per 48x64 video, 5 keyframes at 30 fps) -> $W/synth"
+step "1/3 synthetic AVA set (seed $SEED, 2-3 actors per 48x64 video, 4 keyframes per video at 30 fps) -> $W/synth"
 if [ ! -f "$W/synth/ava_synthetic.json" ]; then
   "$PY" -m slowfast_tf.data.ava.ava_synthetic --out "$W/synth" --num-train "${AVA_NUM_TRAIN:-24}" \
     --num-val "${AVA_NUM_VAL:-8}" --seed "$SEED"
