@@ -205,6 +205,11 @@ def main(argv, flag_values: flags.FlagValues = flags.FLAGS):
         tfserving.validate_version(f.version)
     devices.log_run_context("export.py")
     model = load_model(f)
+    if hasattr(model, "max_boxes"):  # An AVA detector: frames + boxes signature.
+        from slowfast_tf.serving import detection_signatures
+
+        print(detection_signatures.export_from_flags(model, f))
+        return
     overrides = config_overrides(f)
     config = signatures.serving_config_from_model(model, **overrides)
     logging.info("Serving config: %s", config)

@@ -90,6 +90,10 @@ flags.DEFINE_integer("val_steps", None, "Cap on validation batches.")
 flags.DEFINE_string("eval_weights", None, "Weights to evaluate; default model_dir/final.weights.h5.")
 flags.DEFINE_integer("eval_num_batches", None, "Cap on evaluation batches (quick checks).")
 flags.DEFINE_enum("ensemble", None, ["mean", "sum", "max"], "View ensemble; default mean / max.")
+# AVA detection (detector presets); defaults: convert-ava's files next to the test shards.
+flags.DEFINE_string("ava_groundtruth", None, "Ground-truth CSV; default {split}_groundtruth.csv.")
+flags.DEFINE_string("ava_label_map", None, "Evaluated classes pbtxt; default label_map.pbtxt.")
+flags.DEFINE_string("ava_exclusions", None, "Exclusions CSV; default {split}_exclusions.csv.")
 # Systems.
 flags.DEFINE_enum("strategy", "auto", list(strategy_lib.STRATEGIES),
                   "Distribution strategy; 'auto': TPU if configured, >1 GPU mirrored, 1 GPU, CPU.")
@@ -312,6 +316,63 @@ def run_eval(strategy, data_config, model=None):
     return result
 
 
+def run_detector(strategy, mode):
+    """AVA detectors (slowfast_tf.training.detection): masked BCE, frame-mAP evaluation."""
+    from slowfast_tf.training import detection
+
+    data_config = detection.build_data_config(FLAGS.model, FLAGS.data_preset, FLAGS.num_classes,
+                                              _json_flag("data_overrides"))
+    overrides = {"dropout": FLAGS.dropout, **_json_flag("model_overrides")}
+    model = None
+    if mode in ("train", "train_and_eval"):
+        if not FLAGS.train_file_pattern:
+            raise ValueError("Training needs --train_file_pattern.")
+        global_batch_size = FLAGS.batch_size * strategy.num_replicas_in_sync
+        steps_per_epoch = FLAGS.steps_per_epoch or max(
+            1, (FLAGS.num_train_examples or 0) // global_batch_size)
+        if not FLAGS.steps_per_epoch and not FLAGS.num_train_examples:
+            raise ValueError("Detectors need --steps_per_epoch or --num_train_examples (keyframes).")
+        recipe = recipe_from_flags(global_batch_size)
+        if strategy_lib.is_chief():
+            write_resolved_flags(FLAGS.model_dir, {"ava_data_config": data_config.__dict__,
+                                                   "recipe": recipe.__dict__,
+                                                   "steps_per_epoch": steps_per_epoch})
+        with strategy.scope():
+            model = detection.build_detector(FLAGS.model, FLAGS.num_classes, data_config, overrides)
+            if FLAGS.init_weights:
+                skip = {"auto": "auto", "true": True, "false": False}[FLAGS.skip_head]
+                skipped = trainer.load_init_weights(model, FLAGS.init_weights, skip_head=skip)
+                logging.info("Initialised from %s (skipped: %s).", FLAGS.init_weights, skipped)
+            detection.compile_detector(model, recipe, steps_per_epoch)
+        logging.info("%s: %d parameters, %d steps/epoch.", FLAGS.model, model.count_params(),
+                     steps_per_epoch)
+        train_ds = detection.build_dataset(FLAGS.train_file_pattern, data_config, "train",
+                                           global_batch_size, seed=FLAGS.seed,
+                                           shuffle_buffer=FLAGS.shuffle_buffer)
+        verbose = FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)
+        detection.fit(model, train_ds, recipe, FLAGS.model_dir, steps_per_epoch,
+                      tensorboard=FLAGS.tensorboard, verbose=verbose)
+    if mode in ("eval", "train_and_eval"):
+        weights = FLAGS.eval_weights or os.path.join(FLAGS.model_dir, "final.weights.h5")
+        if model is None and not tf.io.gfile.exists(weights):
+            raise FileNotFoundError(f"No weights to evaluate at {weights} (train first, or pass "
+                                    "--eval_weights).")
+        if not FLAGS.test_file_pattern:
+            raise ValueError("Evaluation needs --test_file_pattern.")
+        files = detection.default_eval_files(FLAGS.test_file_pattern, FLAGS.ava_groundtruth,
+                                             FLAGS.ava_label_map, FLAGS.ava_exclusions)
+        if model is None:
+            model = detection.build_detector(FLAGS.model, FLAGS.num_classes, data_config, overrides)
+            trainer.load_init_weights(model, weights, skip_head=False)
+        test_ds = detection.build_dataset(FLAGS.test_file_pattern, data_config, "test",
+                                          FLAGS.eval_batch_size)
+        result = detection.evaluate(model.build_eval_model(), test_ds, *files,
+                                    output_dir=FLAGS.model_dir if strategy_lib.is_chief() else None,
+                                    num_batches=FLAGS.eval_num_batches)
+        print(json.dumps(result["metrics"]))
+        print(json.dumps(result["summary"]))
+
+
 def main(argv):
     del argv
     if not FLAGS.model_dir:
@@ -325,6 +386,11 @@ def main(argv):
     precision = strategy_lib.set_precision_policy(FLAGS.precision, strategy)
     batch = FLAGS.eval_batch_size if FLAGS.mode == "eval" else FLAGS.batch_size  # per replica
     devices.log_run_context("train.py", strategy, precision=precision, per_replica_batch_size=batch)
+    from slowfast_tf.training.detection import is_detector
+
+    if is_detector(FLAGS.model):
+        os.makedirs(FLAGS.model_dir, exist_ok=True)
+        return run_detector(strategy, FLAGS.mode)
     data_config = build_data_config()
     model = None
     if FLAGS.mode in ("train", "train_and_eval"):

@@ -24,6 +24,18 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COVERAGE = {
     "bash scripts/run_synthetic.sh": "EXEMPT: the ~15-minute main job (CI runs it separately); "
     "each of its steps is a command covered here",
+    "bash scripts/run_synthetic_ava.sh":
+        "tests/train_detection_test.py::test_run_synthetic_ava_script_tiny",
+    "python train.py --flagfile=configs/synthetic_ava_":
+        "tests/train_detection_test.py::test_run_synthetic_ava_script_tiny",
+    "python train.py --flagfile=configs/ava_slowfast_r50_32x2.flags": "EXEMPT: real AVA records "
+    "and converted Kinetics weights; tests/train_detection_test.py builds its detector from it",
+    "python -m slowfast_tf.data.ava.ava_synthetic":
+        "tfrecords_tools/ava_test.py::test_synthetic_files_follow_the_ava_layout",
+    "python -m tfrecords_tools convert-ava":
+        "tfrecords_tools/ava_test.py::test_convert_videos_and_frames_then_pipeline_and_eval",
+    "python -m slowfast_tf.training.ava_eval":
+        "slowfast_tf/training/ava_eval_test.py::test_evaluate_files_and_cli",
     "bash scripts/test.sh": "EXEMPT: runs this test suite",
     "python -m slowfast_tf.convert --from pytorchvideo":
         "slowfast_tf/convert/main_test.py::test_convert_and_verify",

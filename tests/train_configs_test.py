@@ -41,6 +41,8 @@ print(json.dumps(results))
 
 def test_all_flagfiles_parse_and_agree():
     paths = sorted(glob.glob(os.path.join(REPO, "configs", "*.flags")))
+    # AVA detector flagfiles: tests/train_detection_test.py.
+    paths = [p for p in paths if "ava_" not in os.path.basename(p)]
     names = {os.path.basename(p) for p in paths}
     assert {"k400_slowfast_r50_8x8.flags", "k400_slowfast_r50_4x16.flags",
             "k400_slowfast_r101_8x8.flags", "charades_slowfast_r50_16x8.flags",
