@@ -53,7 +53,8 @@ def test_log_run_context_hints_at_the_gpu_extra_when_a_driver_is_present(
         tmp_path, monkeypatch, caplog, with_smi):
     monkeypatch.setenv("PATH", _fake_nvidia_smi(tmp_path) if with_smi else str(tmp_path))
     cpu_only = {"CPU": ["/physical_device:CPU:0"], "GPU": [], "TPU": []}
-    with caplog.at_level(logging.INFO):
+    # The absl logger itself: an earlier test (absl flag parsing) may have raised its level.
+    with caplog.at_level(logging.INFO, logger="absl"):
         line = devices.log_run_context("bench.py", devices=cpu_only, precision="float32")
     assert line.startswith("bench.py: devices CPU x1, GPU x0, TPU x0; strategy ")
     messages = [r.getMessage() for r in caplog.records]

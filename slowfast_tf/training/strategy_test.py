@@ -90,7 +90,7 @@ def test_one_device_falls_back_to_the_cpu():
 
 
 def test_mirrored_without_gpu_warns_loudly(caplog):
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.WARNING, logger="absl"):
         strategy = strategy_lib.build_strategy("mirrored")
     assert isinstance(strategy, tf.distribute.MirroredStrategy)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
