@@ -24,14 +24,13 @@ Runners (options after ``--``; ``check_pipeline_options`` validates them without
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import time
 from collections import Counter
 from collections.abc import Sequence
 
+from tfrecords_tools.convert import write_failures_tsv
 from tfrecords_tools.encode import EncodeSettings, encode_item
 from tfrecords_tools.sources import VideoItem
 
@@ -178,11 +177,7 @@ def merge_outputs(out_dir: str, settings: EncodeSettings, classes: Sequence[str]
         "format": "tf.train.SequenceExample; keys in slowfast_tf/data/records.py",
     }
     atomic_write_text(os.path.join(out_dir, "manifest.json"), json.dumps(manifest, indent=2))
-    buf = io.StringIO()
-    writer = csv.writer(buf, delimiter="\t", lineterminator="\n")
-    writer.writerow(["split", "path", "video_id", "reason"])
-    writer.writerows([f["split"], f["path"], f["video_id"], f["reason"]] for f in failures)
-    atomic_write_text(os.path.join(out_dir, "failures.tsv"), buf.getvalue())
+    write_failures_tsv(os.path.join(out_dir, "failures.tsv"), failures)
     return manifest
 
 

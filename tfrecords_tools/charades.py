@@ -20,7 +20,6 @@ files are written atomically.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import random
@@ -159,6 +158,7 @@ def convert_charades(
     import tensorflow as tf
 
     from slowfast_tf.utils.fileio import atomic_path, atomic_write_text
+    from tfrecords_tools.convert import write_failures_tsv
 
     os.makedirs(out_dir, exist_ok=True)
     classes = _classes(classes_file, out_dir, videos)
@@ -194,11 +194,7 @@ def convert_charades(
                              "target_fps": 0},
                 "format": "tf.train.SequenceExample; keys in slowfast_tf/data/records.py"}
     atomic_write_text(os.path.join(out_dir, "manifest.json"), json.dumps(manifest, indent=2))
-    buf = io.StringIO()
-    writer = csv.writer(buf, delimiter="\t", lineterminator="\n")
-    writer.writerow(["split", "path", "video_id", "reason"])
-    writer.writerows([f["split"], f["path"], f["video_id"], f["reason"]] for f in failures)
-    atomic_write_text(os.path.join(out_dir, "failures.tsv"), buf.getvalue())
+    write_failures_tsv(os.path.join(out_dir, "failures.tsv"), failures)
     return manifest
 
 
