@@ -10,7 +10,9 @@ cd "$(dirname "$0")/.."
 SEED="${1:-0}"
 W="${SYNTHETIC_AVA_DIR:-/tmp/slowfast_tf_synthetic_ava/seed$SEED}"
 PY="${PYTHON:-python}"
-export TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=tensorflow
+# TF start-up noise is quieted by each entry point (slowfast_tf/utils/tf_startup.py): setting
+# TF_CPP_MIN_LOG_LEVEL here would turn that filter off.
+export KERAS_BACKEND=tensorflow
 START=$(date +%s)
 step() { echo; echo "=== [$(( $(date +%s) - START ))s] $*"; }
 
