@@ -189,11 +189,13 @@ def random_crop(frames: tf.Tensor, size: int, seed: tf.Tensor | None = None) -> 
     shape = tf.shape(frames)
     h, w = shape[1], shape[2]
     _check_min_size(h, w, size)
-    y, x = _random_offsets(h, w, size, seed)
+    y, x = random_crop_offsets(h, w, size, seed)
     return frames[:, y : y + size, x : x + size, :]
 
 
-def _random_offsets(h, w, size, seed):
+def random_crop_offsets(h, w, size, seed):
+    """PySlowFast's ``randint(0, L - size)`` crop offsets ``(y, x)`` (0 when ``L <= size``);
+    stateless when ``seed`` is given. Shared by the clip and the AVA frames+boxes crops."""
     maxvals = tf.maximum(tf.stack([h - size, w - size]), 1)
     if seed is None:
         y = tf.random.uniform([], 0, maxvals[0], dtype=tf.int32)

@@ -188,13 +188,7 @@ def random_crop_with_boxes(frames: tf.Tensor, boxes: tf.Tensor, size: int, seed=
     h, w = shape[1], shape[2]
     tf.debugging.assert_greater_equal(tf.minimum(h, w), size,
                                       message=f"Frames are smaller than the crop size {size}.")
-    maxvals = tf.maximum(tf.stack([h - size, w - size]), 1)
-    if seed is None:
-        y = tf.random.uniform([], 0, maxvals[0], dtype=tf.int32)
-        x = tf.random.uniform([], 0, maxvals[1], dtype=tf.int32)
-    else:
-        y = tf.random.stateless_uniform([], seed, 0, maxvals[0], dtype=tf.int32)
-        x = tf.random.stateless_uniform([], seed + 1, 0, maxvals[1], dtype=tf.int32)
+    y, x = transforms.random_crop_offsets(h, w, size, seed)
     shift = tf.cast(tf.stack([x, y, x, y]), boxes.dtype)
     return frames[:, y : y + size, x : x + size, :], boxes - shift
 
