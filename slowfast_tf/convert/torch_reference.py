@@ -118,12 +118,7 @@ def build_ptv_model(arch):
                 _conv_a_sizes(arch.fast_temporal_kernels),
             )
         model = ptv.create_slowfast(
-            model_depth=arch.depth,
-            model_num_class=arch.num_classes,
-            slowfast_channel_reduction_ratio=(arch.beta_inv,),
-            slowfast_fusion_conv_kernel_size=(arch.fusion_kernel, 1, 1),
-            slowfast_fusion_conv_stride=(arch.alpha, 1, 1),
-            stem_dim_outs=(arch.width, arch.width // arch.beta_inv),
+            **_slowfast_factory_kwargs(arch),
             head_pool_kernel_sizes=((arch.slow_frames, hw, hw), (arch.fast_frames, hw, hw)),
             **kwargs,
         )
@@ -418,12 +413,7 @@ def build_ptv_detector(arch, aligned=False):
             )
             return model.eval()
         model = create_slowfast_with_roi_head(
-            model_depth=arch.depth,
-            model_num_class=arch.num_classes,
-            slowfast_channel_reduction_ratio=(arch.beta_inv,),
-            slowfast_fusion_conv_kernel_size=(arch.fusion_kernel, 1, 1),
-            slowfast_fusion_conv_stride=(arch.alpha, 1, 1),
-            stem_dim_outs=(arch.width, arch.width // arch.beta_inv),
+            **_slowfast_factory_kwargs(arch),
             head_pool_kernel_sizes=((arch.slow_frames, 1, 1), (arch.fast_frames, 1, 1)),
             **kwargs,
         )
@@ -458,3 +448,15 @@ def run_ptv_detector(model, inputs, boxes, box_mask, arch):
     out = np.zeros(boxes.shape[:2] + (probabilities.shape[-1],), np.float32)
     out[index] = probabilities
     return out
+
+
+def _slowfast_factory_kwargs(arch) -> dict:
+    """The PyTorchVideo SlowFast factory arguments shared by the classifier and the detector."""
+    return dict(
+        model_depth=arch.depth,
+        model_num_class=arch.num_classes,
+        slowfast_channel_reduction_ratio=(arch.beta_inv,),
+        slowfast_fusion_conv_kernel_size=(arch.fusion_kernel, 1, 1),
+        slowfast_fusion_conv_stride=(arch.alpha, 1, 1),
+        stem_dim_outs=(arch.width, arch.width // arch.beta_inv),
+    )
