@@ -7,6 +7,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import pytest  # noqa: E402
 
+# Fixtures shared by the serving tests and the local-server tests (one tiny export per session).
+pytest_plugins = ("slowfast_tf.testing.serving_fixtures",)
+
 
 def pytest_addoption(parser):
     parser.addoption(

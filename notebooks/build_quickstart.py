@@ -199,7 +199,7 @@ serialized SequenceExamples. Both return `probabilities`, `top_k_ids` and `top_k
 writes `models.config`, batching parameters and warm-up requests for `tensorflow_model_server`;
 see [slowfast_tf/serving/README.md](../slowfast_tf/serving/README.md) for Docker, the gRPC/REST
 client and `export.py`. The project's serving tests also load each export with the TF1 session
-loader that `tensorflow_model_server` uses (`slowfast_tf.serving.local_server.SessionRunner`)."""),
+loader that `tensorflow_model_server` uses (`slowfast_tf.testing.local_server.SessionRunner`)."""),
     ("code", """\
 TOP_K = 2
 serving_config = serving_config_from_model(tiny, short_side=CROP, crop_size=CROP, top_k=TOP_K)

@@ -52,7 +52,8 @@ python export.py --model_file="$W/slowfast/model.keras" --labels_file="$W/record
 step "6/6 predict one synthetic MP4 through the serving client (local gRPC PredictionService)"
 python - "$W" <<'PY'
 import glob, os, sys
-from slowfast_tf.serving import client, local_server
+from slowfast_tf.serving import client
+from slowfast_tf.testing import local_server
 w = sys.argv[1]
 versions = sorted(glob.glob(f"{w}/models/slowfast_synthetic/[0-9]*"), key=lambda p: int(os.path.basename(p)))
 runner = local_server.SessionRunner(versions[-1])

@@ -205,7 +205,7 @@ def _flagfile_command(name, workdir):
 
 
 def _write_synthetic_records(records_dir, labels, truncate=None):
-    from slowfast_tf.data.testing import fake_video_record, write_records
+    from slowfast_tf.testing.fake_records import fake_video_record, write_records
 
     os.makedirs(records_dir, exist_ok=True)
     with open(os.path.join(records_dir, "classes.txt"), "w") as f:

@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 from slowfast_tf.data import DataConfig, build_dataset, make_distributed_dataset
-from slowfast_tf.data.testing import fake_video_record, write_records
 from slowfast_tf.models import build_model
+from slowfast_tf.testing.fake_records import fake_video_record, write_records
 from slowfast_tf.training import trainer
 
 CONFIG = DataConfig(

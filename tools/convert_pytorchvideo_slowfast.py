@@ -71,11 +71,11 @@ def run(preset, checkpoint, source, crop, seed, output, tolerance, overrides):
         checkpoints,
         keras_loader,
         name_maps,
-        parity_fixtures,
         torch_reference,
         verify,
     )
     from slowfast_tf.models import build_model
+    from slowfast_tf.testing import parity_fixtures
 
     overrides = cli._parse_overrides(overrides)
     state = None
@@ -100,7 +100,7 @@ def run(preset, checkpoint, source, crop, seed, output, tolerance, overrides):
         print(f"{key:<5} input {str(our_inputs[key].shape):<22} max|diff| {diff:.3e}")
 
     if state is None:
-        arch = verify.reference_arch_for(model)
+        arch = verify.reference_arch(model)
         if arch is None:
             print(f"PyTorchVideo has no reference for preset {preset}")
             return 1

@@ -14,7 +14,8 @@ import pytest
 
 from slowfast_tf import models
 from slowfast_tf.convert import __main__ as convert_main
-from slowfast_tf.convert import checkpoints, keras_loader, parity_fixtures, torch_reference
+from slowfast_tf.convert import checkpoints, keras_loader, torch_reference, verify
+from slowfast_tf.testing import parity_fixtures
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None or importlib.util.find_spec("pytorchvideo") is None,
@@ -70,7 +71,7 @@ def _reference_outputs(reference, inputs, arch):
 def _run_case(tmp_path, preset, width, height, frame_width, formats, num_frames=16):
     model = models.build_model(preset, width=width, num_frames=num_frames)
     eval_model = model.build_eval_model()  # shares the weights each conversion writes
-    arch = parity_fixtures.detector_reference_arch(model)
+    arch = verify.reference_arch(model)
     assert arch is not None and arch.num_classes == 80
     inputs = _clips(model, height, frame_width)
     reference = parity_fixtures.make_detector_reference(arch, inputs, aligned=model.aligned, seed=1)
@@ -118,7 +119,7 @@ def test_slow_only_layout_parity(tmp_path):
 def test_convert_cli_reads_ptv_detection_checkpoint(tmp_path, capsys):
     """``python -m slowfast_tf.convert`` on the SLOWFAST_8x8_R50_DETECTION.pyth name layout."""
     model = models.build_model("slowfast_r50_detection", width=8, num_frames=16)
-    arch = parity_fixtures.detector_reference_arch(model)
+    arch = verify.reference_arch(model)
     reference = torch_reference.build_ptv_detector(arch)
     path = parity_fixtures.write_ptv_checkpoint(reference, str(tmp_path / "ptv_detector.pyth"))
     out = str(tmp_path / "det.weights.h5")

@@ -11,8 +11,8 @@ from slowfast_tf.convert import (
     load_torch_state_dict_into,
     name_maps,
 )
-from slowfast_tf.convert.parity_fixtures import caffe2_blobs_from_pyslowfast
 from slowfast_tf.models import build_model
+from slowfast_tf.testing.parity_fixtures import caffe2_blobs_from_pyslowfast
 
 # R18-like depth, width 8, 8 fast frames at 32x32: builds in a few seconds.
 TINY = dict(depth=18, width=8, image_size=32, num_frames=8)

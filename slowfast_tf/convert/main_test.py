@@ -16,9 +16,9 @@ from slowfast_tf.convert import __main__ as cli
 from slowfast_tf.convert import (
     checkpoints,
     keras_to_pyslowfast_state,
-    parity_fixtures,
     torch_reference,
 )
+from slowfast_tf.testing import parity_fixtures
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None or importlib.util.find_spec("pytorchvideo") is None,

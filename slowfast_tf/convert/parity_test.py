@@ -16,8 +16,9 @@ import importlib.util
 import numpy as np
 import pytest
 
-from slowfast_tf.convert import checkpoints, keras_loader, parity_fixtures, torch_reference, verify
+from slowfast_tf.convert import checkpoints, keras_loader, torch_reference, verify
 from slowfast_tf.models import build_model
+from slowfast_tf.testing import parity_fixtures
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None or importlib.util.find_spec("pytorchvideo") is None,
@@ -33,7 +34,7 @@ ALL_FORMATS = ("pytorchvideo", "pyslowfast", "pyslowfast-wrapped-ptv", "caffe2")
 
 def _run_case(tmp_path, preset, width, batch_size=2, formats=ALL_FORMATS, grid_crop=None):
     model = build_model(preset, num_classes=400, width=width, train_crop_size=CROP)
-    arch = verify.reference_arch_for(model)
+    arch = verify.reference_arch(model)
     assert arch is not None
     assert arch.head_pool_hw == CROP // 32
     inputs = verify.random_clip(model, CROP, batch_size=batch_size, seed=3)

@@ -18,18 +18,26 @@ _BASIS = {"slow": (1, 1, 3, 3), "fast": (3, 3, 3, 3)}
 _STAGE_DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 
 
-def reference_arch_for(model):
-    """Describes a Keras SlowFast classifier as a ``ReferenceArch`` for PyTorchVideo.
+def reference_arch(model):
+    """Describes a Keras SlowFast classifier or detector as a ``ReferenceArch`` for PyTorchVideo.
+
+    The one place that reads a Keras model's architecture for the PyTorchVideo twin: the
+    converter's ``--verify``, the parity tests and ``tools/convert_pytorchvideo_slowfast.py``.
 
     Args:
-        model: ``SlowFastVideoClassifier`` (uses ``model.backbone`` attributes).
+        model: ``SlowFastVideoClassifier`` or ``SlowFastDetector`` (uses ``model.backbone``
+            attributes). A detector maps to ``create_slowfast_with_roi_head`` /
+            ``create_resnet_with_roi_head``: SlowFast or Slow-only with the AVA strides
+            (res5 spatial stride 1, dilation 2) and the standard temporal kernels.
 
     Returns:
         ReferenceArch, or None when PyTorchVideo has no equivalent model (non-local blocks,
         Fast-only, depth 18, non-default strides or laterals).
     """
     bb = getattr(model, "backbone", None)
-    if bb is None or getattr(bb, "arch", None) not in ("slowfast", "slow", "c2d", "i3d"):
+    detector = hasattr(model, "roi_output_size")
+    families = ("slowfast", "slow") if detector else ("slowfast", "slow", "c2d", "i3d")
+    if bb is None or getattr(bb, "arch", None) not in families:
         return None
     if bb.depth not in _STAGE_DEPTHS or any(bb.nonlocal_locations):
         return None
@@ -39,11 +47,8 @@ def reference_arch_for(model):
         return None
     if getattr(bb, "fast_resolution", "full") != "full":
         return None
-    if tuple(bb.spatial_strides) != (1, 2, 2, 2) or tuple(bb.spatial_dilations) != (1, 1, 1, 1):
-        return None
-    pools = {tuple(v) for v in model.head_pool_size.values()}
-    hw = {(h, w) for _, h, w in pools}
-    if len(hw) != 1 or len({h for h, _ in hw}) != 1:
+    strides, dilations = ((1, 2, 2, 1), (1, 1, 1, 2)) if detector else ((1, 2, 2, 2), (1, 1, 1, 1))
+    if tuple(bb.spatial_strides) != strides or tuple(bb.spatial_dilations) != dilations:
         return None
     pathways = tuple(bb.pathways)
     depths = _STAGE_DEPTHS[bb.depth]
@@ -57,11 +62,21 @@ def reference_arch_for(model):
     standard = all(
         bb.num_block_temp_kernel[j][p] >= depths[j] for j in range(4) for p in range(len(pathways))
     )
-    for key in pathways:
-        if model.head_pool_size[key][0] != bb.output_frames[key]:
+    if detector:
+        if not standard:
             return None
-    if bb.arch in ("c2d", "i3d") and bb.input_frames["slow"] != 2 * bb.output_frames["slow"]:
-        return None
+        head_pool_hw = 1  # the RoI head pools the RoIAlign output, not a fixed grid
+    else:
+        pools = {tuple(v) for v in model.head_pool_size.values()}
+        hw = {(h, w) for _, h, w in pools}
+        if len(hw) != 1 or len({h for h, _ in hw}) != 1:
+            return None
+        for key in pathways:
+            if model.head_pool_size[key][0] != bb.output_frames[key]:
+                return None
+        if bb.arch in ("c2d", "i3d") and bb.input_frames["slow"] != 2 * bb.output_frames["slow"]:
+            return None
+        head_pool_hw = next(iter(hw))[0]
     return torch_reference.ReferenceArch(
         pathways=pathways,
         family=bb.arch,
@@ -71,7 +86,7 @@ def reference_arch_for(model):
         width=bb.width,
         fusion_kernel=bb.fusion_kernel_size,
         slow_frames=bb.input_frames["slow"],
-        head_pool_hw=next(iter(hw))[0],
+        head_pool_hw=head_pool_hw,
         num_classes=model.num_classes,
         slow_temporal_kernels=None if standard else kernels[0],
         fast_temporal_kernels=None if standard or len(kernels) < 2 else kernels[1],
@@ -218,7 +233,7 @@ def build_reference_for(model, state, compare_head=True):
     Returns:
         ``(reference, arch)``, or ``(None, None)`` when PyTorchVideo has no equivalent model.
     """
-    arch = reference_arch_for(model)
+    arch = reference_arch(model)
     if arch is None:
         return None, None
     if not compare_head:

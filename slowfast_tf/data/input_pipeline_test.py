@@ -15,7 +15,7 @@ from slowfast_tf.data import (
     preprocess_train,
 )
 from slowfast_tf.data.records import count_records
-from slowfast_tf.data.testing import fake_video_record, frame_index_of, write_records
+from slowfast_tf.testing.fake_records import fake_video_record, frame_index_of, write_records
 
 CONFIG = DataConfig(
     num_frames=8, sampling_rate=2, alpha=4, train_crop=24, test_crop=32,

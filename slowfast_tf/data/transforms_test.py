@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from slowfast_tf.data import transforms
 from slowfast_tf.data.records import parse_sequence_example
-from slowfast_tf.data.testing import fake_video_record, frame_index_of
+from slowfast_tf.testing.fake_records import fake_video_record, frame_index_of
 
 
 def run_both(fn, *args):

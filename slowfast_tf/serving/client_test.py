@@ -13,8 +13,9 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from slowfast_tf.serving import client, local_server, tfserving
-from slowfast_tf.serving.testing_utils import LABELS, MODEL_NAME
+from slowfast_tf.serving import client, tfserving
+from slowfast_tf.testing import local_server
+from slowfast_tf.testing.serving_models import LABELS, MODEL_NAME
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -7,7 +7,8 @@ import pytest
 
 from slowfast_tf import models
 from slowfast_tf.data.ava.ava_pipeline import AVA_DATA_PRESETS
-from slowfast_tf.serving import detection_signatures, local_server
+from slowfast_tf.serving import detection_signatures
+from slowfast_tf.testing import local_server
 
 CONFIG = dataclasses.replace(AVA_DATA_PRESETS["ava_synthetic"], num_frames=8, num_classes=5)
 LABELS = ["a", "b", "c", "d", "e"]

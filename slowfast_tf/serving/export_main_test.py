@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from absl import flags
 
-from slowfast_tf.serving import local_server, testing_utils
-from slowfast_tf.serving.testing_utils import LABELS, MODEL_NAME
+from slowfast_tf.testing import local_server, serving_models
+from slowfast_tf.testing.serving_models import LABELS, MODEL_NAME
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)
@@ -164,7 +164,7 @@ def test_weights_of_another_model_are_one_line(tmp_path, capsys, monkeypatch):
 
     with h5py.File(tmp_path / "other.weights.h5", "w") as h5:
         h5.create_dataset("x", data=[1.0])
-    tiny = {"tiny": (None, lambda name, num_classes: testing_utils.tiny_classifier(num_classes))}
+    tiny = {"tiny": (None, lambda name, num_classes: serving_models.tiny_classifier(num_classes))}
     monkeypatch.setattr(export, "_presets", lambda: tiny)
     code, err = run_cli(capsys, f"--export_base={tmp_path / 'repo'}", "--preset=tiny",
                         f"--weights={tmp_path / 'other.weights.h5'}")

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from slowfast_tf.models import build_model
-from slowfast_tf.serving import export_lib, local_server, signatures
+from slowfast_tf.serving import export_lib, signatures
+from slowfast_tf.testing import local_server
 
 
 @pytest.mark.large

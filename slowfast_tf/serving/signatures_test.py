@@ -8,8 +8,9 @@ import pytest
 import tensorflow as tf
 
 from slowfast_tf.data import make_sequence_example
-from slowfast_tf.serving import export_lib, local_server, signatures, tfserving
-from slowfast_tf.serving.testing_utils import LABELS
+from slowfast_tf.serving import export_lib, signatures, tfserving
+from slowfast_tf.testing import local_server
+from slowfast_tf.testing.serving_models import LABELS
 
 MEAN, STD = 0.45, 0.225
 # The frame list is present but holds no frame.

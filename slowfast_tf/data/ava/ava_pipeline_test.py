@@ -11,7 +11,7 @@ import tensorflow as tf
 from slowfast_tf.data.ava import ava_pipeline as P
 from slowfast_tf.data.ava.ava_files import AvaRow
 from slowfast_tf.data.ava.ava_records import make_segment_example, parse_segment_example
-from slowfast_tf.data.testing import frame_index_of, frame_level, write_records
+from slowfast_tf.testing.fake_records import frame_index_of, frame_level, write_records
 
 
 # ------------------------------------------------------------ NumPy reference (published defs)

@@ -16,7 +16,7 @@ from slowfast_tf.models.r2plus1d.r2plus1d_backbone import (
     variant_conv_types,
 )
 from slowfast_tf.models.r2plus1d.r2plus1d_presets import build_backbone
-from slowfast_tf.models.testing import run_video_backbone_test
+from slowfast_tf.testing.model_harness import run_video_backbone_test
 
 TINY = {"depth": 10, "base_filters": 4, "num_frames": 8}
 

@@ -14,7 +14,7 @@ from slowfast_tf.models.r2plus1d import (
     list_presets,
 )
 from slowfast_tf.models.slowfast import SlowFastVideoClassifier
-from slowfast_tf.models.testing import run_video_classifier_test
+from slowfast_tf.testing.model_harness import run_video_classifier_test
 
 TINY = {"depth": 10, "base_filters": 4, "num_frames": 8, "image_size": 32}
 

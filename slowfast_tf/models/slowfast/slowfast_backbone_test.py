@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from slowfast_tf.models.slowfast.slowfast_backbone import SlowFastBackbone
-from slowfast_tf.models.testing import run_video_backbone_test
+from slowfast_tf.testing.model_harness import run_video_backbone_test
 
 TINY = dict(depth=18, width=8, beta_inv=4, num_frames=8, alpha=4, image_size=32)
 

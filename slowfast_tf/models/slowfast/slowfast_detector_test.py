@@ -6,7 +6,7 @@ import pytest
 
 from slowfast_tf import models
 from slowfast_tf.models.slowfast import SlowFastBackbone, SlowFastDetector
-from slowfast_tf.models.testing import run_video_detector_test
+from slowfast_tf.testing.model_harness import run_video_detector_test
 from slowfast_tf.testing.roi_align_reference import roi_align_reference
 
 SIZE = 64

@@ -4,7 +4,7 @@ import pytest
 
 from slowfast_tf.models.slowfast.slowfast_backbone import SlowFastBackbone
 from slowfast_tf.models.slowfast.slowfast_video_classifier import SlowFastVideoClassifier
-from slowfast_tf.models.testing import run_video_classifier_test
+from slowfast_tf.testing.model_harness import run_video_classifier_test
 
 TINY = dict(depth=18, width=8, beta_inv=4, num_frames=8, alpha=4)
 

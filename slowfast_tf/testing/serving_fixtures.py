@@ -2,24 +2,30 @@
 
 Tracing and saving the two signatures costs ~25 s on a 2-core machine, so every serving test
 module reuses one export (and one TF1 session loaded from it).
+
+A pytest plugin (the root ``conftest.py`` lists it in ``pytest_plugins``), so that tests in
+``slowfast_tf/serving/`` and ``slowfast_tf/testing/`` share one export. TensorFlow is imported
+inside the fixtures, not when pytest loads the plugin.
 """
 
 import os
 
 import pytest
 
-from slowfast_tf.serving import export_lib, local_server, signatures, testing_utils
-from slowfast_tf.serving.testing_utils import LABELS, MODEL_NAME
-
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    return testing_utils.tiny_classifier(num_classes=len(LABELS))
+    from slowfast_tf.testing import serving_models
+
+    return serving_models.tiny_classifier(num_classes=len(serving_models.LABELS))
 
 
 @pytest.fixture(scope="session")
 def serving_export(tiny_model, tmp_path_factory):
     """`(ExportResult, ServingConfig, export_base)` of the tiny model, version 1."""
+    from slowfast_tf.serving import export_lib, signatures
+    from slowfast_tf.testing.serving_models import LABELS, MODEL_NAME
+
     base = str(tmp_path_factory.mktemp("model_repository"))
     # 72 px short side, 64 px crop: a real resize + center crop, and a 2x2 head grid
     # (train_crop_size=32), like 256 / 256 with the 224-trained head.
@@ -33,6 +39,8 @@ def serving_export(tiny_model, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def session_runner(serving_export):
+    from slowfast_tf.testing import local_server
+
     runner = local_server.SessionRunner(serving_export[0].export_dir)
     yield runner
     runner.close()

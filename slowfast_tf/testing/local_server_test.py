@@ -13,8 +13,9 @@ import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from slowfast_tf.serving import local_server, tfserving
-from slowfast_tf.serving.testing_utils import MODEL_NAME
+from slowfast_tf.serving import tfserving
+from slowfast_tf.testing import local_server
+from slowfast_tf.testing.serving_models import MODEL_NAME
 
 PREDICT = f"/v1/models/{MODEL_NAME}:predict"
 TINY_LIMIT = 4096

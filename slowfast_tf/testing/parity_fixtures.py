@@ -149,37 +149,6 @@ def write_all_formats(ptv_model, directory):
 # --------------------------------------------------------------------------------------------
 
 
-def detector_reference_arch(model):
-    """``ReferenceArch`` of a Keras ``SlowFastDetector`` whose backbone PyTorchVideo's
-    ``create_slowfast_with_roi_head`` / ``create_resnet_with_roi_head`` can build (SlowFast or
-    Slow-only, R50/R101, no non-local blocks, AVA strides), else None."""
-    bb = getattr(model, "backbone", None)
-    if bb is None or bb.arch not in ("slowfast", "slow") or bb.depth not in (50, 101):
-        return None
-    if any(bb.nonlocal_locations) or bb.lateral_type != "time_strided_conv":
-        return None
-    if tuple(bb.spatial_strides) != (1, 2, 2, 1) or tuple(bb.spatial_dilations) != (1, 1, 1, 2):
-        return None
-    depths = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}[bb.depth]
-    pathways = tuple(bb.pathways)
-    if any(
-        bb.num_block_temp_kernel[j][p] < depths[j] for j in range(4) for p in range(len(pathways))
-    ):
-        return None
-    return torch_reference.ReferenceArch(
-        pathways=pathways,
-        family=bb.arch,
-        depth=bb.depth,
-        alpha=bb.alpha,
-        beta_inv=bb.beta_inv,
-        width=bb.width,
-        fusion_kernel=bb.fusion_kernel_size,
-        slow_frames=bb.input_frames["slow"],
-        head_pool_hw=1,
-        num_classes=model.num_classes,
-    )
-
-
 def make_detector_reference(arch, inputs, aligned=False, seed=0):
     """PTV detector with random weights, randomised BN statistics (measured on ``inputs``) and
     a random projection bias."""
