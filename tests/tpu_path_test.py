@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from slowfast_tf import compat
 from slowfast_tf.data import DataConfig, build_dataset, make_distributed_dataset
 from slowfast_tf.models import build_model
 from slowfast_tf.testing.fake_records import fake_video_record, write_records
@@ -21,8 +22,8 @@ PYTHON_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
 
 def dataset_ops(ds):
     """Every op in the dataset's graph, including those inside map/scan functions."""
-    # _as_serialized_graph is tf.data's own serialization (what a remote TPU worker receives).
-    graph = tf.compat.v1.GraphDef.FromString(ds._as_serialized_graph().numpy())
+    # tf.data's own serialization (what a remote TPU worker receives).
+    graph = tf.compat.v1.GraphDef.FromString(compat.dataset_graph_def(ds))
     ops = {node.op for node in graph.node}
     for function in graph.library.function:
         ops |= {node.op for node in function.node_def}

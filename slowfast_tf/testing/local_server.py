@@ -41,6 +41,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+from slowfast_tf import compat
+
 DEFAULT_SIGNATURE = "serving_default"
 
 
@@ -138,16 +140,13 @@ class SessionRunner:
         unknown = sorted(set(names) - set(sig.outputs))
         if unknown:
             raise PredictError(f"output tensor alias not found in signature: {unknown}")
-        feeds = {
-            self._tensor(sig.inputs[k].name)._as_tf_output(): _as_feed(v)
-            for k, v in inputs.items()
-        }
-        fetches = [self._tensor(sig.outputs[k].name)._as_tf_output() for k in names]
+        feeds = {self._tensor(sig.inputs[k].name): _as_feed(v) for k, v in inputs.items()}
+        fetches = [self._tensor(sig.outputs[k].name) for k in names]
         try:
             with self._lock:
                 # The raw C API call: `Session.run` would check shapes against the placeholder
                 # and silently cast dtypes in Python, which the C++ server does not do.
-                values = self.session._call_tf_sessionrun(None, feeds, fetches, [], None)
+                values = compat.session_run_raw(self.session, feeds, fetches)
         except tf.errors.OpError as e:
             raise PredictError(e.message, code=_grpc_code_name(e)) from e
         return dict(zip(names, values))

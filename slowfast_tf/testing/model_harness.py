@@ -17,6 +17,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from slowfast_tf import compat
+
 __all__ = ["run_video_backbone_test", "run_video_classifier_test", "run_video_detector_test"]
 
 
@@ -102,7 +104,7 @@ def _run_mixed_precision_test(cls, init_kwargs, input_data, float32_outputs):
         keras.config.set_dtype_policy(previous)
     for weight in model.weights:
         assert weight.dtype == "float32", f"variable {weight.path} is {weight.dtype}"
-    convs = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.Conv3D)]
+    convs = [layer for layer in compat.flatten_layers(model) if isinstance(layer, keras.layers.Conv3D)]
     assert convs and all(layer.compute_dtype == "float16" for layer in convs)
     for key, value in outputs.items():
         want = "float32" if float32_outputs else "float16"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from slowfast_tf import compat
 from slowfast_tf.models import SlowFastBackbone, SlowFastVideoClassifier
 
 LABELS = ["abseiling", "bowling", "cartwheeling", "dancing ballet", "eating spaghetti"]
@@ -25,7 +26,7 @@ def tiny_classifier(num_classes: int = 5, seed: int = 0, **backbone_overrides) -
     backbone = SlowFastBackbone(**{**TINY_BACKBONE, **backbone_overrides})
     model = SlowFastVideoClassifier(backbone, num_classes=num_classes, train_crop_size=32)
     rng = np.random.default_rng(seed)
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in compat.flatten_layers(model, include_self=False):
         if isinstance(layer, keras.layers.BatchNormalization):
             n = layer.gamma.shape[0]
             layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype("float32"))

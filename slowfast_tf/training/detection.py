@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from slowfast_tf import compat
 from slowfast_tf.data.ava import ava_files
 from slowfast_tf.data.ava.ava_pipeline import AVA_DATA_PRESETS, AvaDataConfig, build_ava_dataset
 from slowfast_tf.training import ava_eval, optimizer, strategy, trainer
@@ -138,11 +139,9 @@ def fit(model, train_dataset, recipe, model_dir, steps_per_epoch, precise_bn_dat
     """``trainer.fit``'s loop (same callbacks: resume, checkpoints, logs, final weights)."""
     callbacks = trainer.build_callbacks(model_dir, steps_per_epoch, recipe, precise_bn_dataset,
                                         tensorboard)
-    if getattr(model, "_distribute_strategy", None) is not None:
+    if compat.model_strategy(model) is not None:
         label = keras.KerasTensor((None, model.max_boxes, model.num_classes + 1), "float32")
-        with model.distribute_strategy.scope():
-            model._symbolic_build(data_batch=(model.input, label))
-        model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+        compat.build_from_specs(model, (model.input, label))
     history = model.fit(train_dataset, epochs=recipe.epochs, steps_per_epoch=steps_per_epoch,
                         callbacks=callbacks, shuffle=False, verbose=verbose)
     if strategy.is_chief():

@@ -23,6 +23,8 @@ such as ``"gamma"`` -- it would match any layer's ``gamma``).
 import keras
 from keras import ops
 
+from slowfast_tf import compat
+
 
 @keras.saving.register_keras_serializable(package="slowfast_tf")
 class TorchSGD(keras.optimizers.SGD):
@@ -62,15 +64,15 @@ class TorchSGD(keras.optimizers.SGD):
     def update_step(self, gradient, variable, learning_rate):
         learning_rate = ops.cast(learning_rate, variable.dtype)
         gradient = ops.cast(gradient, variable.dtype)
-        # `_use_weight_decay` consults the `exclude_from_weight_decay` sets (a Python bool, so
+        # `uses_weight_decay` consults the `exclude_from_weight_decay` sets (a Python bool, so
         # excluded variables get no extra op in the graph).
-        if self.l2_weight_decay > 0 and self._use_weight_decay(variable):
+        if self.l2_weight_decay > 0 and compat.uses_weight_decay(self, variable):
             gradient = gradient + ops.cast(self.l2_weight_decay, variable.dtype) * variable
         if self.momentum == 0:
             self.assign_sub(variable, learning_rate * gradient)
             return
         momentum = ops.cast(self.momentum, variable.dtype)
-        buf = self.momentums[self._get_variable_index(variable)]
+        buf = self.momentums[compat.variable_index(self, variable)]
         new_buf = momentum * buf + gradient
         self.assign(buf, new_buf)
         step = gradient + momentum * new_buf if self.nesterov else new_buf
@@ -93,7 +95,7 @@ def batch_norm_variables(model: keras.Model) -> list:
     """
     bn_types = (keras.layers.BatchNormalization,)
     variables = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in compat.flatten_layers(model, include_self=False):
         if isinstance(layer, bn_types):
             variables.extend(v for v in (layer.gamma, layer.beta) if v is not None)
     return [v for v in variables if v.trainable]
@@ -153,4 +155,4 @@ def build_optimizer(
 
 def decayed_variable_paths(optimizer: keras.optimizers.Optimizer, model: keras.Model) -> list:
     """The ``variable.path`` of every trainable variable ``optimizer`` decays (for logs and tests)."""
-    return [v.path for v in model.trainable_variables if optimizer._use_weight_decay(v)]
+    return [v.path for v in model.trainable_variables if compat.uses_weight_decay(optimizer, v)]

@@ -17,11 +17,13 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from slowfast_tf import compat
+
 
 def _bn_layers(model):
     return [
         layer
-        for layer in model._flatten_layers(include_self=False, recursive=True)
+        for layer in compat.flatten_layers(model, include_self=False)
         if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
     ]
 

@@ -20,8 +20,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
-from keras.src.saving import saving_lib
 
+from slowfast_tf import compat
 from slowfast_tf.training import losses, lr_schedule, metrics, optimizer, precise_bn, strategy
 from slowfast_tf.utils import fileio
 
@@ -149,14 +149,14 @@ def load_init_weights(
         raise ValueError(f"Expected a Keras `.weights.h5` file. Received: path={path}")
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"Weights file not found. Received: path={path!r}")
-    heads = [layer for layer in model._flatten_layers() if layer.name in head_layer_names]
+    heads = [layer for layer in compat.flatten_layers(model) if layer.name in head_layer_names]
 
     def load(objects_to_skip=None):
         with warnings.catch_warnings():
             # Keras warns about the functional graph's bookkeeping container, which holds no
             # weights of its own (the tests check that every other layer is loaded).
             warnings.filterwarnings("ignore", message="Skipping nested container")
-            saving_lib.load_weights_only(model, path, objects_to_skip=objects_to_skip)
+            compat.load_weights_only(model, path, objects_to_skip=objects_to_skip)
 
     def load_skipping_heads():
         load(heads)
@@ -242,7 +242,7 @@ def save_final(model: keras.Model, model_dir: str) -> dict:
     return paths
 
 
-class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
+class ChiefBackupAndRestore(compat.BackupAndRestore):
     """``BackupAndRestore`` for multi-worker runs: every worker restores, only the chief writes.
 
     Keras's callback is not worker-aware; with a shared ``model_dir`` several workers would
@@ -253,9 +253,9 @@ class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
         super().__init__(backup_dir, **kwargs)
         self.is_chief = is_chief
 
-    def _save_model(self):
+    def save_backup(self):
         if self.is_chief:
-            super()._save_model()
+            super().save_backup()
 
     def on_train_end(self, logs=None):
         if self.is_chief:
@@ -287,7 +287,7 @@ class TrainStateLogger(keras.callbacks.Callback):
                 f.write(json.dumps(record) + "\n")
 
     def on_train_begin(self, logs=None):
-        epoch = int(getattr(self.model, "_initial_epoch", 0) or 0)
+        epoch = compat.initial_epoch(self.model)
         self._log(event="train_begin", epoch=epoch, step=self._step(), learning_rate=self._lr())
         if epoch:
             logging.info("Resumed from epoch %d, step %d.", epoch, self._step())
@@ -391,17 +391,15 @@ def _build_before_distributed_fit(model, recipe):
     model's input specs instead gives the same state, after which that step is skipped.
     2. Multi-worker only: scalar step logs cannot be reduced (see below).
     """
-    if getattr(model, "_distribute_strategy", None) is None:
+    if compat.model_strategy(model) is None:
         return
     label_shape = (None, recipe.num_classes) if recipe.multi_label else (None,)
     label = keras.KerasTensor(label_shape, "float32" if recipe.multi_label else "int32")
-    with model.distribute_strategy.scope():
-        model._symbolic_build(data_batch=(model.input, label))
-    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    compat.build_from_specs(model, (model.input, label))
 
     strat = model.distribute_strategy
     if isinstance(strat, tf.distribute.MultiWorkerMirroredStrategy) and (
-        strat.extended._in_multi_worker_mode()
+        compat.in_multi_worker_mode(strat)
     ):
         # Keras 3.15 reduces the step logs across workers with strategy.reduce("MEAN", v, axis=0),
         # which fails on scalar logs ("Invalid reduction dimension 0 for input with 0

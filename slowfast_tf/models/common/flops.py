@@ -34,6 +34,8 @@ Which published number uses which convention (all verified in ``flops_test.py``)
 import keras
 import numpy as np
 
+from slowfast_tf import compat
+
 CONVENTIONS = ("fvcore", "paper")
 
 
@@ -83,7 +85,7 @@ def _layer_flops(layer, input_shapes, output_shapes, convention):
 def _walk(model, inputs, records):
     def operation_fn(op):
         def run(*args, **kwargs):
-            if isinstance(op, keras.Model) and hasattr(op, "_run_through_graph"):
+            if compat.is_graph_model(op):
                 return _walk(op, args[0], records)
             outputs = op.compute_output_spec(*args, **kwargs)
             flat_in = [t for t in keras.tree.flatten(args) if isinstance(t, keras.KerasTensor)]
@@ -93,11 +95,11 @@ def _walk(model, inputs, records):
 
         return run
 
-    return model._run_through_graph(inputs, operation_fn=operation_fn)
+    return compat.run_through_graph(model, inputs, operation_fn)
 
 
 def _input_keys(model):
-    struct = model._inputs_struct
+    struct = compat.inputs_struct(model)
     if isinstance(struct, dict):
         return sorted(struct)
     return [t.name for t in keras.tree.flatten(struct)]
@@ -132,7 +134,7 @@ def layer_flops(model, input_shapes=None, image_size=None, batch_size=1, convent
                 f"Received: shape={shape}"
             )
     specs = {k: keras.KerasTensor(tuple(v), dtype="float32") for k, v in input_shapes.items()}
-    if not isinstance(model._inputs_struct, dict):
+    if not isinstance(compat.inputs_struct(model), dict):
         specs = [specs[k] for k in keys]
     records = []
     _walk(model, specs, records)
