@@ -2,7 +2,7 @@ r"""Export a SlowFast classifier as a versioned SavedModel for TensorFlow Servin
 
     python export.py --preset=slowfast_r50_8x8 --num_classes=400 \
         --weights=/ckpt/model.weights.h5 --labels_file=k400_labels.txt \
-        --export_base=/tmp/models --model_name=slowfast
+        --output_dir=/tmp/models --model_name=slowfast
 
 writes
 
@@ -47,7 +47,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_string("weights", None, "Weights for --preset (.weights.h5 or .keras).", **fv)
     flags.DEFINE_string("model_file", None, "A whole saved model (.keras) instead.", **fv)
     flags.DEFINE_string("labels_file", None, "One class name per line; default: ids.", **fv)
-    flags.DEFINE_string("export_base", None, "Model repository root (/models in Docker).", **fv)
+    flags.DEFINE_string("output_dir", None, "Model repository root (/models in Docker).", **fv)
     flags.DEFINE_string("model_name", "slowfast", "ModelSpec.name, /v1/models/<name>.", **fv)
     flags.DEFINE_integer("version", 0, "Version number; 0 = max(existing) + 1.", **fv)
     flags.DEFINE_integer("num_frames", None, "Clip length before packing; default: model.", **fv)
@@ -198,8 +198,8 @@ def config_overrides(f: flags.FlagValues) -> dict:
 def main(argv, flag_values: flags.FlagValues = flags.FLAGS):
     del argv
     f = flag_values
-    if not f.export_base:
-        raise ValueError("--export_base is required. Received: export_base=None")
+    if not f.output_dir:
+        raise ValueError("--output_dir is required. Received: output_dir=None")
     tfserving.validate_model_name(f.model_name)  # before the model is built
     if f.version:
         tfserving.validate_version(f.version)
@@ -219,7 +219,7 @@ def main(argv, flag_values: flags.FlagValues = flags.FLAGS):
     labels = signatures.read_labels(f.labels_file, num_classes)
     result = export_lib.export_for_serving(
         model,
-        f.export_base,
+        f.output_dir,
         f.model_name,
         config,
         labels,
@@ -254,5 +254,9 @@ def cli_main(argv, flag_values: flags.FlagValues = flags.FLAGS) -> int:
 
 
 if __name__ == "__main__":
+    from slowfast_tf.utils import cli_flags
+
     define_flags()
-    app.run(cli_main)
+    # --export_base was renamed --output_dir (docs/DESIGN.md, "Command lines"); one release of grace.
+    old = {"--export_base": "--output_dir"}
+    app.run(cli_main, argv=[sys.argv[0], *cli_flags.rewrite_deprecated(sys.argv[1:], old, "export.py")])

@@ -13,12 +13,11 @@ normalise, PackPathway) for ``--preset``:
   normalise in numpy. One process, like one DataLoader worker.
 
 Prints clips/s for each and the ratio. The data set (and its TFRecords) are generated under
-``--work`` when missing.
+``--work_dir`` when missing.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -28,9 +27,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from absl import flags  # noqa: E402
+
 from slowfast_tf.data import DataConfig, build_dataset, get_data_config, synthetic  # noqa: E402
 from slowfast_tf.data.transforms import slow_indices  # noqa: E402
 from slowfast_tf.training import devices  # noqa: E402
+from slowfast_tf.utils import cli_flags  # noqa: E402
 
 
 def prepare(work: str, size: int, seconds: float, per_class: int) -> tuple[str, str]:
@@ -42,9 +44,9 @@ def prepare(work: str, size: int, seconds: float, per_class: int) -> tuple[str, 
     if not os.path.exists(os.path.join(data, "train.csv")):
         synthetic.generate(data, {"train": per_class}, size=size, seconds=seconds, seed=0)
     if not os.path.exists(os.path.join(records, "manifest.json")):
-        cli.main(["convert", "--input", os.path.join(data, "train.csv"), "--path-prefix", data,
-                  "--split", "train", "--out", records, "--classes",
-                  os.path.join(data, "classes.txt"), "--short-side", "0",
+        cli.main(["convert", "--input", os.path.join(data, "train.csv"), "--path_prefix", data,
+                  "--split", "train", "--output_dir", records, "--classes",
+                  os.path.join(data, "classes.txt"), "--short_side", "0",
                   # In-process: spawned workers would re-import this script and TensorFlow.
                   "--workers", "0"])
     return data, records
@@ -130,23 +132,29 @@ def bench_pyav(data: str, config: DataConfig, clips: int) -> float:
     return clips / (time.perf_counter() - start)
 
 
+def define_flags(fv: flags.FlagValues) -> None:
+    f = {"flag_values": fv}
+    flags.DEFINE_string("work_dir", "/tmp/slowfast_tf_bench_input", "Data set and records.", **f)
+    flags.DEFINE_string("preset", "synthetic_slowfast", "Data preset.", **f)
+    flags.DEFINE_integer("size", 64, "Synthetic frame side.", **f)
+    flags.DEFINE_float("seconds", 2.0, "Synthetic video length.", **f)
+    flags.DEFINE_integer("per_class", 8, "Videos per class.", **f)
+    flags.DEFINE_integer("clips", 96, "Clips timed per method.", **f)
+    flags.DEFINE_integer("batch_size", 8, "tf.data batch size.", **f)
+
+
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", default="/tmp/slowfast_tf_bench_input")
-    parser.add_argument("--preset", default="synthetic_slowfast", help="data preset")
-    parser.add_argument("--size", type=int, default=64, help="synthetic frame side")
-    parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--per-class", type=int, default=8, help="videos per class")
-    parser.add_argument("--clips", type=int, default=96, help="clips timed per method")
-    parser.add_argument("--batch-size", type=int, default=8)
-    args = parser.parse_args(argv)
+    args, _ = cli_flags.parse(
+        argv, define_flags, "python benchmarks/bench_input.py", {"--work": "--work_dir"},
+        __doc__.split("\n\n")[0],
+    )
 
     config = get_data_config(args.preset)
     if min(config.train_jitter_scales) > args.size:
         raise ValueError(f"--size {args.size} is below the preset's jitter scales "
                          f"{config.train_jitter_scales}; pick a larger --size.")
     devices.log_run_context("bench_input.py", to_stdout=True, per_replica_batch_size=args.batch_size)
-    data, records = prepare(args.work, args.size, args.seconds, args.per_class)
+    data, records = prepare(args.work_dir, args.size, args.seconds, args.per_class)
     results = {
         "preset": args.preset, "size": args.size, "clips": args.clips,
         "tfdata_autotune_clips_per_s": bench_tfdata(records, config, args.clips, args.batch_size, None),
@@ -166,4 +174,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli_flags.run(main))

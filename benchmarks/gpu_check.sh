@@ -101,15 +101,15 @@ run parity 75 "tail -n 1 '$W/logs/parity.log'" -- \
   env NVIDIA_TF32_OVERRIDE=0 "$PY" -m pytest -q -p no:cacheprovider \
   slowfast_tf/convert/parity_test.py "${PARITY[@]}"
 
-if [ "$QUICK" = 1 ]; then PER_CLASS=(--num-train 2 --num-val 0 --num-test 1); else PER_CLASS=(--num-train 40 --num-val 0 --num-test 10); fi
+if [ "$QUICK" = 1 ]; then PER_CLASS=(--num_train 2 --num_val 0 --num_test 1); else PER_CLASS=(--num_train 40 --num_val 0 --num_test 10); fi
 run data 45 "$PY -c 'import json; s = json.load(open(\"$W/records/manifest.json\"))[\"splits\"]; print(\"videos\", {k: v[\"videos\"] for k, v in s.items()})'" -- bash -c "
 set -e
 rm -rf '$W/videos' '$W/records'
-'$PY' -m slowfast_tf.data.synthetic --out '$W/videos' ${PER_CLASS[*]}
+'$PY' -m slowfast_tf.data.synthetic --output_dir '$W/videos' ${PER_CLASS[*]}
 for split in train test; do
-  '$PY' -m tfrecords_tools convert --input '$W/videos/'\$split.csv --input-format list \
-    --path-prefix '$W/videos' --classes '$W/videos/classes.txt' --out '$W/records' \
-    --split \$split --short-side 0 --no-progress
+  '$PY' -m tfrecords_tools convert --input '$W/videos/'\$split.csv --input_format list \
+    --path_prefix '$W/videos' --classes '$W/videos/classes.txt' --output_dir '$W/records' \
+    --split \$split --short_side 0 --noprogress
 done"
 
 if [ "$QUICK" = 1 ]; then

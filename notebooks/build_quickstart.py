@@ -10,10 +10,11 @@ The JSON is plain nbformat 4.5, written with the ``json`` module (no ``nbformat`
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
+
+from absl import flags
 
 NOTEBOOK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "quickstart.ipynb")
 
@@ -277,9 +278,13 @@ def dumps(notebook: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="fail if the notebook is stale")
-    args = parser.parse_args(argv)
+    args = flags.FlagValues()
+    flags.DEFINE_bool("check", False, "Fail if the notebook is stale.", flag_values=args)
+    try:
+        args([sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
+    except flags.Error as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     text = dumps(build_notebook())
     if args.check:
         with open(NOTEBOOK, encoding="utf-8") as f:

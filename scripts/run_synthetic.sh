@@ -14,14 +14,14 @@ step() { echo; echo "=== [$(( $(date +%s) - START ))s] $*"; }
 
 step "1/6 synthetic videos (6 classes, 64x64, 2 s at 30 fps) -> $W/videos"
 if [ ! -f "$W/videos/test.csv" ]; then
-  python -m slowfast_tf.data.synthetic --out "$W/videos" --num-train 40 --num-val 5 --num-test 10
+  python -m slowfast_tf.data.synthetic --output_dir "$W/videos" --num_train 40 --num_val 5 --num_test 10
 fi
 
 step "2/6 videos -> TFRecord shards of SequenceExamples -> $W/records"
 for split in train test; do
-  python -m tfrecords_tools convert --input "$W/videos/$split.csv" --input-format list \
-    --path-prefix "$W/videos" --classes "$W/videos/classes.txt" --out "$W/records" \
-    --split "$split" --short-side 0 --no-progress
+  python -m tfrecords_tools convert --input "$W/videos/$split.csv" --input_format list \
+    --path_prefix "$W/videos" --classes "$W/videos/classes.txt" --output_dir "$W/records" \
+    --split "$split" --short_side 0 --noprogress
 done
 
 for model in slowfast slow; do
@@ -46,7 +46,7 @@ PY
 
 step "5/6 export SlowFast as a TF Serving SavedModel -> $W/models"
 python export.py --model_file="$W/slowfast/model.keras" --labels_file="$W/records/classes.txt" \
-  --export_base="$W/models" --model_name=slowfast_synthetic --short_side=36 --crop_size=32 \
+  --output_dir="$W/models" --model_name=slowfast_synthetic --short_side=36 --crop_size=32 \
   --data_preset=synthetic_slowfast --top_k=3
 
 step "6/6 predict one synthetic MP4 through the serving client (local gRPC PredictionService)"

@@ -18,15 +18,15 @@ step() { echo; echo "=== [$(( $(date +%s) - START ))s] $*"; }
 
 step "1/3 synthetic AVA set (seed $SEED, 2-3 actors per 48x64 video, 4 keyframes per video at 30 fps) -> $W/synth"
 if [ ! -f "$W/synth/ava_synthetic.json" ]; then
-  "$PY" -m slowfast_tf.data.ava.ava_synthetic --out "$W/synth" --num-train "${AVA_NUM_TRAIN:-24}" \
-    --num-val "${AVA_NUM_VAL:-8}" --seed "$SEED"
+  "$PY" -m slowfast_tf.data.ava.ava_synthetic --output_dir "$W/synth" --num_train "${AVA_NUM_TRAIN:-24}" \
+    --num_val "${AVA_NUM_VAL:-8}" --seed "$SEED"
 fi
 for split in train val; do
   if [ ! -f "$W/tfr/${split}_ava.json" ]; then
     "$PY" -m tfrecords_tools convert-ava --annotations "$W/synth/$split.csv" \
-      --boxes "$W/synth/${split}_boxes.csv" --label-map "$W/synth/label_map.pbtxt" \
+      --boxes "$W/synth/${split}_boxes.csv" --label_map "$W/synth/label_map.pbtxt" \
       --exclusions "$W/synth/${split}_exclusions.csv" --videos "$W/synth/videos" --split "$split" \
-      --out "$W/tfr" --time-offset 900
+      --output_dir "$W/tfr" --time_offset 900
   fi
 done
 

@@ -43,9 +43,8 @@ def test_tool_narrow_slowfast_with_weights_output(tmp_path):
     out_path = str(tmp_path / "narrow.weights.h5")
     code, out = _run(
         "--preset=slowfast_r50_8x8",
-        "--override=width=16",
-        "--override=train_crop_size=64",
-        f"--output={out_path}",
+        '--model_overrides={"width": 16, "train_crop_size": 64}',
+        f"--output_file={out_path}",
     )
     assert code == 0, out
     _check_report(out, ("slow", "fast"))

@@ -22,10 +22,10 @@ def converted(tmp_path_factory):
                        progress=False)
     out = root / "records"
     manifest = cli.main([
-        "convert", "--input", str(data / "train.csv"), "--path-prefix", str(data),
-        "--split", "train", "--out", str(out), "--classes", str(data / "classes.txt"),
-        "--target-fps", "15", "--short-side", "0", "--num-shards", "2", "--workers", "0",
-        "--no-progress",
+        "convert", "--input", str(data / "train.csv"), "--path_prefix", str(data),
+        "--split", "train", "--output_dir", str(out), "--classes", str(data / "classes.txt"),
+        "--target_fps", "15", "--short_side", "0", "--num_shards", "2", "--workers", "0",
+        "--noprogress",
     ])
     return data, out, manifest
 

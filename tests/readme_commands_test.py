@@ -37,24 +37,24 @@ COVERAGE = {
     "python -m slowfast_tf.training.ava_eval":
         "slowfast_tf/training/ava_eval_test.py::test_evaluate_files_and_cli",
     "bash scripts/test.sh": "EXEMPT: runs this test suite",
-    "python -m slowfast_tf.convert --from pytorchvideo":
+    "python -m slowfast_tf.convert --source pytorchvideo":
         "slowfast_tf/convert/main_test.py::test_convert_and_verify",
-    "python -m slowfast_tf.convert --from caffe2": "EXEMPT: needs a downloaded MODEL_ZOO .pkl; the "
+    "python -m slowfast_tf.convert --source caffe2": "EXEMPT: needs a downloaded MODEL_ZOO .pkl; the "
     "Caffe2 reader is tested in slowfast_tf/convert/checkpoints_test.py, the CLI path by the "
     "pytorchvideo command",
-    "python -m slowfast_tf.convert --from pyslowfast":
+    "python -m slowfast_tf.convert --source pyslowfast":
         "slowfast_tf/convert/main_test.py::test_num_classes_drops_the_head",
     "python -m slowfast_tf.convert ...": "EXEMPT: elided (\"...\") pointer to the README commands",
     "python -m tfrecords_tools convert --input kinetics400/train.csv": "EXEMPT: needs Kinetics "
     "videos; the Kinetics CSV reader and clip lookup are tested in tfrecords_tools/convert_test.py "
     "(test_sources)",
-    "python -m tfrecords_tools convert --input train.csv --path-prefix":
+    "python -m tfrecords_tools convert --input train.csv --path_prefix":
         "tfrecords_tools/convert_test.py::test_convert_failures_manifest_and_label_reuse",
     "python -m tfrecords_tools convert --input /data/my_videos/val":
         "tfrecords_tools/convert_test.py::test_convert_failures_manifest_and_label_reuse",
-    "python -m tfrecords_tools convert --input list.csv --out gs://bucket/k400 --runner beam":
+    "python -m tfrecords_tools convert --input list.csv --output_dir gs://bucket/k400 --runner beam":
         "tfrecords_tools/beam_runner_test.py::test_beam_runner_options_checked_without_network",
-    "python -m tfrecords_tools convert --input-format charades":
+    "python -m tfrecords_tools convert --input_format charades":
         "tfrecords_tools/charades_test.py::test_convert_train_map_end_to_end",
     "python -m tfrecords_tools inspect":
         "tfrecords_tools/convert_test.py::test_inspect_prints_and_writes_sheet",

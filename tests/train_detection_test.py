@@ -147,7 +147,7 @@ def test_run_synthetic_ava_script_tiny(tmp_path):
     assert rows[0].count(",") == 7
     # The official-format CSV read back by the evaluator CLI gives the same mAP.
     cli = _run(["-m", "slowfast_tf.training.ava_eval", "--groundtruth", f"{tfr}/val_groundtruth.csv",
-                "--detections", str(run / "detections.csv"), "--labelmap",
+                "--detections", str(run / "detections.csv"), "--label_map",
                 f"{tfr}/label_map.pbtxt", "--exclusions", f"{tfr}/val_exclusions.csv"], REPO)
     mAP = json.loads(cli.stdout.strip().splitlines()[-1])["PascalBoxes_Precision/mAP@0.5IOU"]
     assert mAP == pytest.approx(summary["frame_mAP"], abs=0.02)  # CSV scores have 4 decimals

@@ -1,9 +1,9 @@
 """``python -m tfrecords_tools convert-ava``: AVA v2.x videos or frame folders -> segment records.
 
     python -m tfrecords_tools convert-ava --annotations ava_train_v2.2.csv \
-        --label-map ava_action_list_v2.2_for_activitynet_2019.pbtxt --videos videos/ \
-        --split train --out records/ [--boxes person_boxes.csv] [--exclusions excl.csv] \
-        [--time-offset 900]
+        --label_map ava_action_list_v2.2_for_activitynet_2019.pbtxt --videos videos/ \
+        --split train --output_dir records/ [--boxes person_boxes.csv] [--exclusions excl.csv] \
+        [--time_offset 900]
 
 Inputs: ``--videos DIR`` holding ``{video_id}.{mp4,mkv,...}`` (decoded and resampled with PyAV by
 ``tfrecords_tools.encode``, like classification), or ``--frames DIR`` holding PySlowFast frame
@@ -14,15 +14,15 @@ thresholds are applied by the input pipeline, so one conversion serves every thr
 
 Output::
 
-    OUT/{split}-{k:05d}-of-{n:05d}.tfrecord   segment records (resumable: finished shards are kept)
-    OUT/label_map.pbtxt                       copy of --label-map
-    OUT/{split}_groundtruth.csv               the annotations, for the evaluator
-    OUT/{split}_exclusions.csv                the exclusions (empty file when none)
-    OUT/{split}_ava.json                      counts, failures and the measured bytes per keyframe
+    OUTPUT_DIR/{split}-{k:05d}-of-{n:05d}.tfrecord   segment records (resumable: finished shards are kept)
+    OUTPUT_DIR/label_map.pbtxt                       copy of --label_map
+    OUTPUT_DIR/{split}_groundtruth.csv               the annotations, for the evaluator
+    OUTPUT_DIR/{split}_exclusions.csv                the exclusions (empty file when none)
+    OUTPUT_DIR/{split}_ava.json                      counts, failures and the measured bytes per keyframe
 
 Memory: a video's frames are held as JPEGs while its segments are written (a 15-minute cut at
 30 fps and 256 short side is roughly 0.5 GB per worker); convert PySlowFast's 900-1800 s cuts
-(``--time-offset 900``) rather than whole movies.
+(``--time_offset 900``) rather than whole movies.
 
 The JSON line printed at the end includes ``bytes_per_keyframe`` (serialized record bytes divided
 by keyframes) and ``frames_per_keyframe``.
@@ -30,40 +30,45 @@ by keyframes) and ``frames_per_keyframe``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import multiprocessing
 import os
 import shutil
 
+from absl import flags
+
 from tfrecords_tools.encode import EncodeSettings, encode_video
 from tfrecords_tools.sources import VIDEO_EXTENSIONS
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("convert-ava", help="AVA annotations + videos/frames -> segment records")
-    p.add_argument("--annotations", default=None, help="ground-truth CSV (video,sec,x1,y1,x2,y2,action,person)")
-    p.add_argument("--boxes", action="append", default=[],
-                   help="detector-box CSV with scores (repeatable)")
-    p.add_argument("--label-map", required=True, help="label map pbtxt (v2.1 or v2.2)")
-    p.add_argument("--exclusions", default=None, help="exclusions CSV (video,sec)")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--videos", help="folder of {video_id}.mp4 (any PyAV-readable container)")
-    source.add_argument("--frames", help="folder of {video_id}/*.jpg frame folders")
-    p.add_argument("--split", required=True, help="output split name")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--time-offset", type=float, default=0.0,
-                   help="video time (s) of frame 0; 900 for PySlowFast's 15-minute cuts")
-    p.add_argument("--fps", type=float, default=30.0, help="frame rate of the stored frames")
-    p.add_argument("--short-side", type=int, default=256, help="--videos: resize short side (0 keeps)")
-    p.add_argument("--jpeg-qscale", type=int, default=3, help="--videos: MJPEG quality 2..31")
-    p.add_argument("--segment-seconds", type=int, default=10, help="keyframe seconds per record")
-    p.add_argument("--context-frames", type=int, default=32,
-                   help="frames stored on each side of a keyframe (32x2 clips need 32)")
-    p.add_argument("--videos-per-shard", type=int, default=16)
-    p.add_argument("--workers", type=int, default=0, help="decoding processes (0 = in-process)")
-    return p
+def define_flags(fv: flags.FlagValues) -> None:
+    """Flags of ``convert-ava``."""
+    f = {"flag_values": fv}
+    flags.DEFINE_string(
+        "annotations", None, "Ground-truth CSV (video,sec,x1,y1,x2,y2,action,person).", **f
+    )
+    flags.DEFINE_multi_string("boxes", [], "Detector-box CSV with scores (repeatable).", **f)
+    flags.DEFINE_string("label_map", None, "Label map pbtxt (v2.1 or v2.2).", **f)
+    flags.DEFINE_string("exclusions", None, "Exclusions CSV (video,sec).", **f)
+    flags.DEFINE_string("videos", None, "Folder of {video_id}.mp4 (any PyAV-readable container).", **f)
+    flags.DEFINE_string("frames", None, "Folder of {video_id}/*.jpg frame folders.", **f)
+    flags.DEFINE_string("split", None, "Output split name.", **f)
+    flags.DEFINE_string("output_dir", None, "Output directory.", **f)
+    flags.DEFINE_float(
+        "time_offset", 0.0, "Video time (s) of frame 0; 900 for PySlowFast's 15-minute cuts.", **f
+    )
+    flags.DEFINE_float("fps", 30.0, "Frame rate of the stored frames.", **f)
+    flags.DEFINE_integer("short_side", 256, "--videos: resize short side (0 keeps).", **f)
+    flags.DEFINE_integer("jpeg_qscale", 3, "--videos: MJPEG quality 2..31.", **f)
+    flags.DEFINE_integer("segment_seconds", 10, "Keyframe seconds per record.", **f)
+    flags.DEFINE_integer(
+        "context_frames", 32, "Frames stored on each side of a keyframe (32x2 clips need 32).", **f
+    )
+    flags.DEFINE_integer("videos_per_shard", 16, "Videos per output shard.", **f)
+    flags.DEFINE_integer("workers", 0, "Decoding processes (0 = in-process).", **f)
+    flags.mark_flags_as_required(["label_map", "split", "output_dir"], flag_values=fv)
+    flags.mark_flags_as_mutual_exclusive(["videos", "frames"], required=True, flag_values=fv)
 
 
 def load_frames(task: tuple) -> dict:
@@ -125,7 +130,7 @@ def _check_rows(rows, source: str, allow_unlabelled: bool) -> None:
                              f"{r.action_id} at {r.video_id},{r.sec:04d}")
 
 
-def convert_ava(args: argparse.Namespace) -> dict:
+def convert_ava(args: flags.FlagValues) -> dict:
     import tensorflow as tf
 
     from slowfast_tf.data.ava import ava_files
@@ -133,7 +138,7 @@ def convert_ava(args: argparse.Namespace) -> dict:
     from slowfast_tf.utils.fileio import atomic_path, atomic_write_text
 
     if args.segment_seconds < 1 or args.context_frames < 0 or args.fps <= 0:
-        raise ValueError("--segment-seconds must be >= 1, --context-frames >= 0 and --fps > 0. "
+        raise ValueError("--segment_seconds must be >= 1, --context_frames >= 0 and --fps > 0. "
                          f"Received: {args.segment_seconds}, {args.context_frames}, {args.fps}")
     if not args.annotations and not args.boxes:
         raise ValueError("Give --annotations and/or --boxes. Received: neither")
@@ -164,7 +169,7 @@ def convert_ava(args: argparse.Namespace) -> dict:
             continue
         tasks.append((vid, "video" if args.videos else "frames", path, settings))
 
-    os.makedirs(os.path.join(args.out, "_meta"), exist_ok=True)
+    os.makedirs(os.path.join(args.output_dir, "_meta"), exist_ok=True)
     num_shards = max(1, math.ceil(len(tasks) / max(1, args.videos_per_shard)))
     shard_tasks = [tasks[i::num_shards] for i in range(num_shards)]
     stats = {"videos": 0, "segments": 0, "keyframes": 0, "frames": 0, "bytes": 0,
@@ -174,8 +179,8 @@ def convert_ava(args: argparse.Namespace) -> dict:
         pool = multiprocessing.get_context("spawn").Pool(args.workers)
     try:
         for k, chunk in enumerate(shard_tasks):
-            name = os.path.join(args.out, f"{args.split}-{k:05d}-of-{num_shards:05d}.tfrecord")
-            shard_stats_path = os.path.join(args.out, "_meta", os.path.basename(name) + ".json")
+            name = os.path.join(args.output_dir, f"{args.split}-{k:05d}-of-{num_shards:05d}.tfrecord")
+            shard_stats_path = os.path.join(args.output_dir, "_meta", os.path.basename(name) + ".json")
             if os.path.exists(name) and os.path.exists(shard_stats_path):
                 with open(shard_stats_path) as f:
                     done = json.load(f)
@@ -219,23 +224,23 @@ def convert_ava(args: argparse.Namespace) -> dict:
             pool.close()
             pool.join()
 
-    shutil.copyfile(args.label_map, os.path.join(args.out, "label_map.pbtxt"))
-    ava_files.write_annotations(os.path.join(args.out, f"{args.split}_groundtruth.csv"), gt_rows)
-    ava_files.write_exclusions(os.path.join(args.out, f"{args.split}_exclusions.csv"), sorted(excluded))
+    shutil.copyfile(args.label_map, os.path.join(args.output_dir, "label_map.pbtxt"))
+    ava_files.write_annotations(os.path.join(args.output_dir, f"{args.split}_groundtruth.csv"), gt_rows)
+    ava_files.write_exclusions(os.path.join(args.output_dir, f"{args.split}_exclusions.csv"), sorted(excluded))
     keyframes = max(stats["keyframes"], 1)
     summary = {
-        "out": args.out, "split": args.split, "shards": num_shards, **stats,
+        "out": args.output_dir, "split": args.split, "shards": num_shards, **stats,
         "bytes_per_keyframe": round(stats["bytes"] / keyframes),
         "frames_per_keyframe": round(stats["frames"] / keyframes, 2),
         "label_map_classes": len(label_map), "excluded_keyframes": len(excluded),
         "failures": failures,
     }
-    atomic_write_text(os.path.join(args.out, f"{args.split}_ava.json"), json.dumps(summary, indent=2))
+    atomic_write_text(os.path.join(args.output_dir, f"{args.split}_ava.json"), json.dumps(summary, indent=2))
     print(json.dumps({k: v for k, v in summary.items() if k != "failures"} | {"failures": len(failures)}))
     return summary
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: flags.FlagValues) -> dict:
     """CLI entry: bad input -> one ``error:`` line and exit code 2."""
     import sys
 

@@ -15,17 +15,17 @@ from tfrecords_tools.cli import main
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     out = tmp_path_factory.mktemp("ava_synth")
-    # README: python -m slowfast_tf.data.ava.ava_synthetic --out OUT
-    ava_synthetic.main(["--out", str(out), "--num-train", "2", "--num-val", "1", "--seconds", "4",
+    # README: python -m slowfast_tf.data.ava.ava_synthetic --output_dir OUT
+    ava_synthetic.main(["--output_dir", str(out), "--num_train", "2", "--num_val", "1", "--seconds", "4",
                         "--frames", "--seed", "1"])
     return out
 
 
 def _convert(synth, out, *extra):
     return main(["convert-ava", "--annotations", str(synth / "train.csv"),
-                 "--boxes", str(synth / "train_boxes.csv"), "--label-map", str(synth / "label_map.pbtxt"),
+                 "--boxes", str(synth / "train_boxes.csv"), "--label_map", str(synth / "label_map.pbtxt"),
                  "--exclusions", str(synth / "train_exclusions.csv"), "--split", "train",
-                 "--out", str(out), "--time-offset", "900", *extra])
+                 "--output_dir", str(out), "--time_offset", "900", *extra])
 
 
 def test_synthetic_files_follow_the_ava_layout(synth):
@@ -75,7 +75,7 @@ def test_generation_is_deterministic(synth, tmp_path):
 @pytest.mark.slow  # ~40 s on 2 cores: two conversions, decoding, two pipelines
 def test_convert_videos_and_frames_then_pipeline_and_eval(synth, tmp_path, capsys):
     out = tmp_path / "records"
-    summary = _convert(synth, out, "--videos", str(synth / "videos"), "--short-side", "0")
+    summary = _convert(synth, out, "--videos", str(synth / "videos"), "--short_side", "0")
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["keyframes"] == 6 and printed["videos"] == 2 and printed["failures"] == 0
     assert printed["bytes_per_keyframe"] == summary["bytes_per_keyframe"] > 0
@@ -132,10 +132,10 @@ def test_convert_videos_and_frames_then_pipeline_and_eval(synth, tmp_path, capsy
 
 def test_convert_resumes_and_reports_failures(synth, tmp_path, capsys):
     out = tmp_path / "records"
-    _convert(synth, out, "--videos", str(synth / "videos"), "--short-side", "0")
+    _convert(synth, out, "--videos", str(synth / "videos"), "--short_side", "0")
     shard = next(out.glob("train-*.tfrecord"))
     stamp = shard.stat().st_mtime_ns
-    again = _convert(synth, out, "--videos", str(synth / "videos"), "--short-side", "0")
+    again = _convert(synth, out, "--videos", str(synth / "videos"), "--short_side", "0")
     assert shard.stat().st_mtime_ns == stamp and again["keyframes"] == 6  # kept, counts restored
     (tmp_path / "vids").mkdir()
     (tmp_path / "vids" / "train_000.mp4").write_bytes(b"not a video")
@@ -149,15 +149,15 @@ def test_convert_errors_are_one_line_exit_2(synth, tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text("train_000,0901,0.1,0.1,0.2,0.2,81,0\n")
     with pytest.raises(SystemExit) as e:
-        main(["convert-ava", "--annotations", str(bad), "--label-map", str(synth / "label_map.pbtxt"),
-              "--videos", str(synth / "videos"), "--split", "train", "--out", str(tmp_path / "o")])
+        main(["convert-ava", "--annotations", str(bad), "--label_map", str(synth / "label_map.pbtxt"),
+              "--videos", str(synth / "videos"), "--split", "train", "--output_dir", str(tmp_path / "o")])
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "action ids must be in 1..80" in err and "\n" not in err
     bad.write_text("train_000,0901,0.1,0.1\n")
     with pytest.raises(SystemExit):
-        main(["convert-ava", "--annotations", str(bad), "--label-map", str(synth / "label_map.pbtxt"),
-              "--videos", str(synth / "videos"), "--split", "train", "--out", str(tmp_path / "o")])
+        main(["convert-ava", "--annotations", str(bad), "--label_map", str(synth / "label_map.pbtxt"),
+              "--videos", str(synth / "videos"), "--split", "train", "--output_dir", str(tmp_path / "o")])
     assert "bad.csv:1: expected 7 or 8 columns" in capsys.readouterr().err
 
 

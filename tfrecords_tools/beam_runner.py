@@ -13,7 +13,7 @@ with Beam's local runner and checks it gives the local runner's records; it is s
 apache-beam is not installed (it pins protobuf < 7, see the README).
 
 Runners (options after ``--``; ``check_pipeline_options`` validates them without network and
-``convert --runner beam --dry-run`` prints the plan without running):
+``convert --runner beam --dry_run`` prints the plan without running):
 
 - ``DirectRunner`` / ``PrismRunner``: local (default).
 - ``DataflowRunner``: ``--project --region --temp_location=gs://... [--staging_location]

@@ -31,9 +31,9 @@ def videos(tmp_path_factory):
 
 
 def _args(videos, out, *extra):
-    return ["convert", "--input", str(videos / "train.csv"), "--path-prefix", str(videos),
-            "--split", "train", "--out", str(out), "--classes", str(videos / "classes.txt"),
-            "--short-side", "0", "--no-progress", "--num-shards", "2", "--workers", "0", *extra]
+    return ["convert", "--input", str(videos / "train.csv"), "--path_prefix", str(videos),
+            "--split", "train", "--output_dir", str(out), "--classes", str(videos / "classes.txt"),
+            "--short_side", "0", "--noprogress", "--num_shards", "2", "--workers", "0", *extra]
 
 
 def _records(out):
@@ -75,7 +75,7 @@ def test_beam_direct_runner_matches_local_runner(videos, local_out, tmp_path):
 def test_beam_runner_options_checked_without_network(videos, tmp_path, capsys):
     pytest.importorskip("apache_beam")
     out = str(tmp_path / "never")
-    plan = cli.main(_args(videos, "gs://bucket/k400", "--runner", "beam", "--dry-run", "--",
+    plan = cli.main(_args(videos, "gs://bucket/k400", "--runner", "beam", "--dry_run", "--",
                           "--runner=DataflowRunner", "--project=p", "--region=europe-west4",
                           "--temp_location=gs://bucket/tmp", "--setup_file=./setup.py"))
     assert plan["runner"] == "DataflowRunner" and plan["videos"] == {"train": 10}
@@ -83,7 +83,7 @@ def test_beam_runner_options_checked_without_network(videos, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["runner"] == "DataflowRunner"
     for extra in (["--runner=FlinkRunner", "--flink_master=localhost:8081"],
                   ["--runner=SparkRunner", "--spark_master_url=spark://localhost:7077"]):
-        assert cli.main(_args(videos, out, "--runner", "beam", "--dry-run", "--", *extra))[
+        assert cli.main(_args(videos, out, "--runner", "beam", "--dry_run", "--", *extra))[
             "runner"] == extra[0].split("=")[1]
     bad = {
         "needs --flink_master": ["--runner=FlinkRunner"],
@@ -95,7 +95,7 @@ def test_beam_runner_options_checked_without_network(videos, tmp_path, capsys):
     }
     for match, extra in bad.items():
         with pytest.raises(ValueError, match=match):
-            cli.main(_args(videos, out, "--runner", "beam", "--dry-run", "--", *extra))
+            cli.main(_args(videos, out, "--runner", "beam", "--dry_run", "--", *extra))
     assert not os.path.exists(out)  # a dry run writes nothing
 
 

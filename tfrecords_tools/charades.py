@@ -1,13 +1,13 @@
 """Charades as PySlowFast ships it: extracted RGB frame folders + frame-list CSVs -> TFRecords.
 
-``python -m tfrecords_tools convert --input-format charades --input charades/frame_lists/train.csv
---path-prefix charades/Charades_v1_rgb --split train --out OUT`` reads a PySlowFast frame list
+``python -m tfrecords_tools convert --input_format charades --input charades/frame_lists/train.csv
+--path_prefix charades/Charades_v1_rgb --split train --output_dir OUT`` reads a PySlowFast frame list
 (space separated, header ``original_vido_id video_id frame_id path labels``; ``labels`` is a
 comma-separated list of class indices for that frame, ``""`` for none) and writes one record per
 video with
 
 - every listed frame's JPEG bytes, unchanged and in ``frame_id`` order (no fps resampling, as the
-  reference; ``--short-side`` re-encodes only frames whose short side differs, 0 keeps all);
+  reference; ``--short_side`` re-encodes only frames whose short side differs, 0 keeps all);
 - the per-frame label sets (``frame/label/index``, one int64 list per frame), so a training
   clip's label is the union of the labels inside its window (``DataConfig.temporal_sampling=
   "charades"``);
@@ -199,17 +199,17 @@ def convert_charades(
 
 
 def convert_from_args(args) -> dict:
-    """The ``convert --input-format charades`` entry point (argparse namespace of cli.py)."""
+    """The ``convert --input_format charades`` entry point (parsed flags of cli.py)."""
     if not os.path.exists(args.input):
         raise ValueError(f"--input does not exist. Received: input={args.input!r}")
     videos = read_frame_list(args.input, args.path_prefix or "", args.split or "train")
     manifest = convert_charades(
-        videos, args.out, args.classes, args.num_shards, args.videos_per_shard,
+        videos, args.output_dir, args.classes, args.num_shards, args.videos_per_shard,
         args.short_side, args.seed,
     )
     counts = {s: {k: v for k, v in e.items() if k != "per_class"}
               for s, e in manifest["splits"].items()}
-    print(json.dumps({"out": args.out, "splits": counts, "failures": len(manifest["failures"])}))
+    print(json.dumps({"out": args.output_dir, "splits": counts, "failures": len(manifest["failures"])}))
     return manifest
 
 

@@ -22,9 +22,9 @@ def dataset(tmp_path_factory):
     lists = charades.write_synthetic(str(root), {"train": 8, "val": 4}, seed=3)
     out = root / "records"
     manifests = {
-        split: cli.main(["convert", "--input-format", "charades", "--input", path,
-                         "--path-prefix", str(root / "frames"), "--split", split,
-                         "--out", str(out), "--short-side", "0", "--num-shards", "2"])
+        split: cli.main(["convert", "--input_format", "charades", "--input", path,
+                         "--path_prefix", str(root / "frames"), "--split", split,
+                         "--output_dir", str(out), "--short_side", "0", "--num_shards", "2"])
         for split, path in lists.items()
     }
     return root, out, manifests

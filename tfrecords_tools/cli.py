@@ -1,18 +1,24 @@
-"""Command line of ``python -m tfrecords_tools``: ``convert`` and ``inspect`` subcommands.
+"""Command line of ``python -m tfrecords_tools``: ``convert``, ``convert-ava`` and ``inspect``.
 
-Bad input (a malformed listing line, a missing or empty input, an unwritable ``--out``, a
+Each subcommand has its own absl flags (``python -m tfrecords_tools convert --help``); old
+spellings (``--out``, ``--short-side`` ...) are accepted for one release with a warning
+(``slowfast_tf/utils/cli_flags.py``).
+
+Bad input (a malformed listing line, a missing or empty input, an unwritable ``--output_dir``, a
 corrupt shard given to ``inspect``, a rerun whose plan differs) prints one ``error: ...`` line
 and exits with status 2."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
 
+from absl import flags
+
+from slowfast_tf.utils import cli_flags
 from tfrecords_tools.encode import EncodeSettings
 from tfrecords_tools.sources import read_folder_tree, read_kinetics_csv, read_list_file
 
@@ -29,7 +35,7 @@ def detect_format(path: str) -> str:
     return "kinetics" if "youtube_id" in header else "list"
 
 
-def load_items(args: argparse.Namespace):
+def load_items(args: flags.FlagValues):
     if not os.path.exists(args.input):
         raise ValueError(f"--input does not exist. Received: input={args.input!r}")
     fmt = detect_format(args.input) if args.input_format == "auto" else args.input_format
@@ -57,79 +63,118 @@ def check_out_dir(out: str) -> None:
             pass
         os.remove(probe)
     except OSError as e:
-        raise ValueError(f"--out cannot be written ({e.strerror or e}). Received: out={out!r}") from None
+        raise ValueError(
+            f"--output_dir cannot be written ({e.strerror or e}). Received: output_dir={out!r}"
+        ) from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tfrecords_tools", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+PROG = "python -m tfrecords_tools"
+COMMANDS = ("convert", "convert-ava", "inspect")
+# Deprecated spellings (accepted for one release; kebab-case is rewritten generically).
+RENAMES = {"--out": "--output_dir", "--no-progress": "--noprogress"}
 
-    conv = sub.add_parser("convert", help="videos -> sharded TFRecords of SequenceExamples")
-    conv.add_argument("--input", required=True,
-                      help="Kinetics CSV, PySlowFast list file (path label) or folder-per-class root")
-    conv.add_argument("--input-format", choices=INPUT_FORMATS, default="auto")
-    conv.add_argument("--out", required=True, help="output directory")
-    conv.add_argument("--split", default=None,
-                      help="split name (list/folder input; for a Kinetics CSV: keep only this split)")
-    conv.add_argument("--video-root", default=None, help="Kinetics: folder holding the clips")
-    conv.add_argument("--path-prefix", default="", help="list: prefix joined to every path")
-    conv.add_argument("--classes", default=None,
-                      help="classes file (one name per line); default OUT/classes.txt or derived")
-    conv.add_argument("--target-fps", type=float, default=30.0, help="resample to this fps (0 keeps)")
-    conv.add_argument("--short-side", type=int, default=256, help="resize short side (0 keeps)")
-    conv.add_argument("--jpeg-qscale", type=int, default=3, help="MJPEG quality 2 (best)..31")
-    conv.add_argument("--max-seconds", type=float, default=0.0, help="truncate videos (0 = all)")
-    conv.add_argument("--max-duration-seconds", type=float, default=1800.0,
-                      help="refuse (list in failures.tsv) videos longer than this; 0 = no limit "
-                      "(default: %(default)s)")
-    conv.add_argument("--max-frames", type=int, default=54_000,
-                      help="refuse videos giving more output frames; 0 = no limit "
-                      "(default: %(default)s)")
-    conv.add_argument("--max-gap-seconds", type=float, default=10.0,
-                      help="refuse videos with a longer jump between frame timestamps; 0 = no "
-                      "limit (default: %(default)s)")
-    conv.add_argument("--overwrite", action="store_true",
-                      help="when OUT holds a split converted from a different input list or "
-                      "settings, delete its shards and convert it again (default: refuse)")
-    conv.add_argument("--num-shards", type=int, default=0, help="shards per split (0 = auto)")
-    conv.add_argument("--videos-per-shard", type=int, default=64)
-    conv.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                      help="encoding processes (0 = in-process)")
-    conv.add_argument("--seed", type=int, default=0, help="seed of the shard assignment")
-    conv.add_argument("--runner", choices=("local", "beam"), default="local")
-    conv.add_argument("--dry-run", action="store_true",
-                      help="beam: check the pipeline options after -- and print the plan only")
-    conv.add_argument("--no-progress", action="store_true")
-    conv.add_argument("--delay-per-video", type=float, default=0.0, help=argparse.SUPPRESS)
 
+def define_convert_flags(fv: flags.FlagValues) -> None:
+    """Flags of ``convert``: videos -> sharded TFRecords of SequenceExamples."""
+    f = {"flag_values": fv}
+    flags.DEFINE_string(
+        "input", None, "Kinetics CSV, PySlowFast list file (path label) or folder-per-class root.", **f
+    )
+    flags.DEFINE_enum("input_format", "auto", INPUT_FORMATS, "Format of --input.", **f)
+    flags.DEFINE_string("output_dir", None, "Output directory.", **f)
+    flags.DEFINE_string(
+        "split", None, "Split name (list/folder input; for a Kinetics CSV: keep only this split).", **f
+    )
+    flags.DEFINE_string("video_root", None, "Kinetics: folder holding the clips.", **f)
+    flags.DEFINE_string("path_prefix", "", "list: prefix joined to every path.", **f)
+    flags.DEFINE_string(
+        "classes", None, "Classes file (one name per line); default OUTPUT_DIR/classes.txt or derived.", **f
+    )
+    flags.DEFINE_float("target_fps", 30.0, "Resample to this fps (0 keeps).", **f)
+    flags.DEFINE_integer("short_side", 256, "Resize short side (0 keeps).", **f)
+    flags.DEFINE_integer("jpeg_qscale", 3, "MJPEG quality 2 (best)..31.", **f)
+    flags.DEFINE_float("max_seconds", 0.0, "Truncate videos (0 = all).", **f)
+    flags.DEFINE_float(
+        "max_duration_seconds", 1800.0,
+        "Refuse (list in failures.tsv) videos longer than this; 0 = no limit.", **f,
+    )
+    flags.DEFINE_integer(
+        "max_frames", 54_000, "Refuse videos giving more output frames; 0 = no limit.", **f
+    )
+    flags.DEFINE_float(
+        "max_gap_seconds", 10.0,
+        "Refuse videos with a longer jump between frame timestamps; 0 = no limit.", **f,
+    )
+    flags.DEFINE_bool(
+        "overwrite", False,
+        "When OUTPUT_DIR holds a split converted from a different input list or settings, delete "
+        "its shards and convert it again (default: refuse).", **f,
+    )
+    flags.DEFINE_integer("num_shards", 0, "Shards per split (0 = auto).", **f)
+    flags.DEFINE_integer("videos_per_shard", 64, "Videos per shard when --num_shards is 0.", **f)
+    flags.DEFINE_integer(
+        "workers", os.cpu_count() or 1, "Encoding processes (0 = in-process).", **f
+    )
+    flags.DEFINE_integer("seed", 0, "Seed of the shard assignment.", **f)
+    flags.DEFINE_enum("runner", "local", ["local", "beam"], "Where to convert.", **f)
+    flags.DEFINE_bool(
+        "dry_run", False, "beam: check the pipeline options after -- and print the plan only.", **f
+    )
+    flags.DEFINE_bool("progress", True, "Show a progress bar.", **f)
+    flags.DEFINE_float("delay_per_video", 0.0, "Internal (tests): sleep per video.", **f)
+    flags.mark_flags_as_required(["input", "output_dir"], flag_values=fv)
+
+
+def define_inspect_flags(fv: flags.FlagValues) -> None:
+    """Flags of ``inspect PATTERN``: counts, shapes and sample frames of converted shards."""
+    f = {"flag_values": fv}
+    flags.DEFINE_integer("num_records", 4, "Records to show.", **f)
+    flags.DEFINE_integer("frames", 6, "Frames per contact-sheet row.", **f)
+    flags.DEFINE_string("sheet", None, "Write a PNG contact sheet here.", **f)
+    flags.DEFINE_integer("max_records", 0, "Count at most this many (0 = all).", **f)
+    flags.DEFINE_integer("ascii_width", 32, "0 disables the ASCII preview.", **f)
+
+
+def parse_command(argv: Sequence[str]) -> tuple[str, flags.FlagValues, list[str]]:
+    """``[COMMAND, *flags]`` -> ``(command, flag values, positional args)``."""
     from tfrecords_tools import ava
 
-    ava.add_parser(sub)
-    ins = sub.add_parser("inspect", help="counts, shapes and sample frames of converted shards")
-    ins.add_argument("pattern", help='glob of shards, e.g. "OUT/train-*.tfrecord"')
-    ins.add_argument("--num-records", type=int, default=4, help="records to show")
-    ins.add_argument("--frames", type=int, default=6, help="frames per contact-sheet row")
-    ins.add_argument("--sheet", default=None, help="write a PNG contact sheet here")
-    ins.add_argument("--max-records", type=int, default=0, help="count at most this many (0 = all)")
-    ins.add_argument("--ascii-width", type=int, default=32, help="0 disables the ASCII preview")
-    return parser
+    command = argv[0] if argv else None
+    if command in ("-h", "--help", "--helpfull"):
+        print(f"usage: {PROG} {{{','.join(COMMANDS)}}} [flags]  ({PROG} COMMAND --help)")
+        raise SystemExit(0)
+    defines = {
+        "convert": (define_convert_flags, "Videos -> sharded TFRecords of SequenceExamples.", 0),
+        "convert-ava": (ava.define_flags, "AVA annotations + videos/frames -> segment records.", 0),
+        "inspect": (define_inspect_flags, 'inspect PATTERN: glob of shards, e.g. "OUT/train-*.tfrecord".', 1),
+    }
+    if command not in defines:
+        raise ValueError(f"the first argument must be one of {', '.join(COMMANDS)}. Received: {command!r}")
+    define, description, positional = defines[command]
+    fv, rest = cli_flags.parse(
+        argv[1:], define, f"{PROG} {command}", RENAMES, description, max_positional=None
+    )
+    extra = rest[: rest.index("--")] if "--" in rest else rest
+    if len(extra) != positional:
+        what = "one shard pattern" if positional else "no positional arguments"
+        raise ValueError(f"{command} takes {what}. Received: {extra}")
+    return command, fv, rest
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
+    command, args, rest = parse_command(argv)
     beam_args: list[str] = []
-    if "--" in argv:  # everything after -- goes to Beam's PipelineOptions
-        split_at = argv.index("--")
-        argv, beam_args = argv[:split_at], argv[split_at + 1 :]
-    args = build_parser().parse_args(argv)
-    if args.command == "convert-ava":
+    if "--" in rest:  # everything after -- goes to Beam's PipelineOptions
+        beam_args = rest[rest.index("--") + 1 :]
+    if command == "convert-ava":
         from tfrecords_tools.ava import run
 
         return run(args)
-    if args.command == "inspect":
+    if command == "inspect":
         from tfrecords_tools.inspect_records import inspect
 
-        return inspect(args.pattern, args.num_records, args.frames, args.sheet,
+        return inspect(rest[0], args.num_records, args.frames, args.sheet,
                        args.max_records, args.ascii_width)
 
     if args.input_format == "charades":  # frame folders + frame lists: tfrecords_tools/charades.py
@@ -144,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     )
     items = load_items(args)
     if args.runner == "local":
-        check_out_dir(args.out)
+        check_out_dir(args.output_dir)
     if args.runner == "beam":
         from tfrecords_tools.beam_runner import check_pipeline_options, run_beam
         from tfrecords_tools.convert import LabelMap
@@ -154,20 +199,22 @@ def main(argv: Sequence[str] | None = None) -> dict:
             plan["videos"] = dict(sorted(Counter(item.split for item in items).items()))
             print(json.dumps(plan, default=str))
             return plan
-        os.makedirs(args.out, exist_ok=True)
-        label_map = LabelMap.resolve(args.out, items, args.classes)
-        return run_beam(items, args.out, settings, label_map.classes, args.num_shards, beam_args)
+        os.makedirs(args.output_dir, exist_ok=True)
+        label_map = LabelMap.resolve(args.output_dir, items, args.classes)
+        return run_beam(items, args.output_dir, settings, label_map.classes, args.num_shards,
+                        beam_args)
 
     from tfrecords_tools.convert import convert
 
     manifest = convert(
-        items, args.out, settings, classes_file=args.classes, num_shards=args.num_shards,
+        items, args.output_dir, settings, classes_file=args.classes, num_shards=args.num_shards,
         videos_per_shard=args.videos_per_shard, workers=args.workers, seed=args.seed,
-        progress=not args.no_progress, overwrite=args.overwrite,
+        progress=args.progress, overwrite=args.overwrite,
     )
     counts = {split: {k: v for k, v in entry.items() if k != "per_class"}
               for split, entry in manifest["splits"].items()}
-    print(json.dumps({"out": args.out, "splits": counts, "failures": len(manifest["failures"])}))
+    print(json.dumps({"out": args.output_dir, "splits": counts,
+                      "failures": len(manifest["failures"])}))
     return manifest
 
 

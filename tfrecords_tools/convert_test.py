@@ -44,9 +44,9 @@ def read_ids(pattern):
 
 
 def convert_args(videos, out, *extra):
-    return ["convert", "--input", str(videos / "train.csv"), "--path-prefix", str(videos),
-            "--split", "train", "--out", str(out), "--classes", str(videos / "classes.txt"),
-            "--short-side", "0", "--no-progress", *extra]
+    return ["convert", "--input", str(videos / "train.csv"), "--path_prefix", str(videos),
+            "--split", "train", "--output_dir", str(out), "--classes", str(videos / "classes.txt"),
+            "--short_side", "0", "--noprogress", *extra]
 
 
 def test_encode_video_resamples_and_resizes(videos):
@@ -75,9 +75,9 @@ def test_convert_failures_manifest_and_label_reuse(videos, tmp_path):
         f"{bad_dir}/garbage.mp4 0\n{bad_dir}/missing.mp4 0\n{videos}/videos/train/dart_up/dart_up_0000.mp4 7\n"
     )
     out = tmp_path / "out"
-    cli.main(convert_args(videos, out, "--num-shards", "2", "--workers", "0"))
-    manifest = cli.main(["convert", "--input", str(listing), "--split", "val", "--out", str(out),
-                         "--short-side", "0", "--no-progress", "--workers", "0"])
+    cli.main(convert_args(videos, out, "--num_shards", "2", "--workers", "0"))
+    manifest = cli.main(["convert", "--input", str(listing), "--split", "val", "--output_dir", str(out),
+                         "--short_side", "0", "--noprogress", "--workers", "0"])
     # val reused OUT/classes.txt written by the train conversion
     assert manifest["classes"] == list(CLASSES)
     assert manifest["splits"]["train"]["videos"] == 12
@@ -91,16 +91,16 @@ def test_convert_failures_manifest_and_label_reuse(videos, tmp_path):
     assert any("truncated.mp4" in line for line in failures)
     assert json.loads((out / "manifest.json").read_text())["splits"]["val"]["failures"] == 4
     with pytest.raises(ValueError, match="different settings"):
-        cli.main(convert_args(videos, out, "--num-shards", "3", "--workers", "0"))
+        cli.main(convert_args(videos, out, "--num_shards", "3", "--workers", "0"))
 
 
 @pytest.mark.slow
 def test_kill_and_resume_loses_nothing(videos, tmp_path):
     out = tmp_path / "out"
-    args = convert_args(videos, out, "--num-shards", "6", "--workers", "1")
+    args = convert_args(videos, out, "--num_shards", "6", "--workers", "1")
     log = open(tmp_path / "log.txt", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tfrecords_tools", *args, "--delay-per-video", "0.5"],
+        [sys.executable, "-m", "tfrecords_tools", *args, "--delay_per_video", "0.5"],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     deadline = time.time() + 180
@@ -183,7 +183,7 @@ def test_inspect_prints_and_writes_sheet(videos, tmp_path, capsys):
     convert([VideoItem(str(p), p.stem, "train", (p.parent.name,))
              for p in sorted((videos / "videos/train").rglob("*.mp4"))[:3]],
             str(out), EncodeSettings(short_side=0), workers=0, progress=False)
-    summary = cli.main(["inspect", str(out / "train-*.tfrecord"), "--num-records", "2",
+    summary = cli.main(["inspect", str(out / "train-*.tfrecord"), "--num_records", "2",
                         "--frames", "3", "--sheet", str(tmp_path / "sheet.png")])
     assert summary["records"] == 3 and summary["frames"]["max"] == 12
     assert summary["shown"][0]["shape"] == [12, 32, 32, 3]

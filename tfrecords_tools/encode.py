@@ -185,12 +185,12 @@ class _Limits:
         if s.max_gap > 0 and self.previous is not None and t - self.previous > s.max_gap:
             raise VideoRefused(
                 f"timestamp gap of {t - self.previous:.1f} s before source frame {index} is over "
-                f"the limit of {s.max_gap:g} s (--max-gap-seconds)"
+                f"the limit of {s.max_gap:g} s (--max_gap_seconds)"
             )
         if s.max_duration > 0 and t > s.max_duration:
             raise VideoRefused(
-                f"longer than the limit of {s.max_duration:g} s (--max-duration-seconds; "
-                "--max-seconds keeps only the start)"
+                f"longer than the limit of {s.max_duration:g} s (--max_duration_seconds; "
+                "--max_seconds keeps only the start)"
             )
         self.previous = t if self.previous is None else max(t, self.previous)
 
@@ -198,14 +198,14 @@ class _Limits:
         if self.settings.max_gap > 0 and frame_period > self.settings.max_gap:
             raise VideoRefused(
                 f"frame rate {source_fps:.3g} fps holds the last frame for {frame_period:.1f} s, "
-                f"over the limit of {self.settings.max_gap:g} s (--max-gap-seconds)"
+                f"over the limit of {self.settings.max_gap:g} s (--max_gap_seconds)"
             )
 
     def check_frames(self, count: int) -> None:
         if self.settings.max_frames > 0 and count >= self.settings.max_frames:
             raise VideoRefused(
                 f"more than {self.settings.max_frames} output frames at {self.out_fps:g} fps "
-                "(--max-frames)"
+                "(--max_frames)"
             )
 
 

@@ -73,7 +73,7 @@ def test_timestamp_gap_frames_and_duration_are_bounded(tmp_path):
         encode_video(str(steady), EncodeSettings(short_side=0, max_frames=5))
     with pytest.raises(VideoRefused, match="longer than the limit of 0.2 s"):
         encode_video(str(steady), EncodeSettings(short_side=0, max_duration=0.2))
-    # --max-seconds truncates first, so the bound does not refuse it.
+    # --max_seconds truncates first, so the bound does not refuse it.
     kept = encode_video(str(steady), EncodeSettings(short_side=0, max_duration=0.2,
                                                     max_seconds=0.2))
     assert len(kept.jpeg_frames) == 6
@@ -94,8 +94,8 @@ def test_refused_video_is_listed_and_the_others_convert(videos, tmp_path, capsys
     good = videos / "videos/train/grow/grow_0000.mp4"
     listing.write_text(f"{good} 0\n{gap} 1\n")
     out = tmp_path / "out"
-    status, err = run_cli(capsys, "convert", "--input", str(listing), "--out", str(out),
-                          "--short-side", "0", "--no-progress", "--workers", "0")
+    status, err = run_cli(capsys, "convert", "--input", str(listing), "--output_dir", str(out),
+                          "--short_side", "0", "--noprogress", "--workers", "0")
     assert status == 0, err
     with open(out / "failures.tsv", newline="") as f:
         rows = list(csv.reader(f, delimiter="\t"))
@@ -115,8 +115,8 @@ def test_rerun_with_a_changed_input_list_is_refused_or_redone(videos, tmp_path, 
     listing = tmp_path / "list.txt"
     listing.write_text("\n".join(entries) + "\n")
     out = tmp_path / "out"
-    args = ["convert", "--input", str(listing), "--path-prefix", str(videos), "--out", str(out),
-            "--short-side", "0", "--no-progress", "--workers", "0", "--num-shards", "3"]
+    args = ["convert", "--input", str(listing), "--path_prefix", str(videos), "--output_dir", str(out),
+            "--short_side", "0", "--noprogress", "--workers", "0", "--num_shards", "3"]
     assert run_cli(capsys, *args)[0] == 0
     before = {p.name: p.read_bytes() for p in out.glob("train-*.tfrecord")}
     # One video removed and one relabelled: same shard count, different plan.
@@ -159,8 +159,8 @@ def test_failures_tsv_quotes_tabs_and_newlines_and_non_utf8_names_fail_alone(vid
     with open(os.path.join(os.fsencode(root), b"shrink", b"caf\xe9.mp4"), "wb") as f:
         f.write(good)
     out = tmp_path / "out"
-    manifest = cli.main(["convert", "--input", str(root), "--split", "train", "--out", str(out),
-                         "--short-side", "0", "--no-progress", "--workers", "0"])
+    manifest = cli.main(["convert", "--input", str(root), "--split", "train", "--output_dir", str(out),
+                         "--short_side", "0", "--noprogress", "--workers", "0"])
     assert manifest["splits"]["train"]["videos"] == 4
     with open(out / "failures.tsv", newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f, delimiter="\t"))
@@ -178,7 +178,7 @@ def test_bad_inputs_are_one_line_errors_with_exit_2(videos, tmp_path, capsys):
         assert expected in err[0], err
         return err[0]
 
-    out = ["--out", str(tmp_path / "out"), "--no-progress", "--workers", "0"]
+    out = ["--output_dir", str(tmp_path / "out"), "--noprogress", "--workers", "0"]
     bad = tmp_path / "bad.txt"
     bad.write_text("a.mp4 1\nb.mp4 x y z\n")
     fails(f"{bad}:2: expected 'path label'", "convert", "--input", str(bad), *out)
@@ -201,16 +201,38 @@ def test_bad_inputs_are_one_line_errors_with_exit_2(videos, tmp_path, capsys):
           "convert", "--input", str(empty), *out)
     blocker = tmp_path / "blocker"
     blocker.write_text("a file")
-    fails("--out cannot be written", "convert", "--input", str(videos / "train.csv"),
-          "--path-prefix", str(videos), "--out", str(blocker / "sub"), "--no-progress")
+    fails("--output_dir cannot be written", "convert", "--input", str(videos / "train.csv"),
+          "--path_prefix", str(videos), "--output_dir", str(blocker / "sub"), "--noprogress")
     fails("No files match", "inspect", str(tmp_path / "none-*.tfrecord"))
+    # Flag errors are the same one-line exit-2 errors (absl's messages).
+    fails("Unknown command line flag 'bogus'", "convert", "--input", str(bad), *out, "--bogus=1")
+    fails("Flag --output_dir must have a value other than None", "convert", "--input", str(bad))
+    fails("flag --short_side=x: invalid literal for int()", "convert", "--input", str(bad), *out,
+          "--short_side=x")
+    fails("the first argument must be one of convert, convert-ava, inspect", "export")
+    fails("inspect takes one shard pattern", "inspect")
+
+
+def test_deprecated_spellings_warn_and_still_convert(videos, tmp_path, capsys):
+    out = tmp_path / "old"
+    status, err = run_cli(capsys, "convert", "--input", str(videos / "train.csv"),
+                          "--path-prefix", str(videos), "--out", str(out), "--short-side", "0",
+                          "--no-progress", "--workers", "0", "--num-shards", "1")
+    assert status == 0, err
+    for old, new in [("--path-prefix", "--path_prefix"), ("--out", "--output_dir"),
+                     ("--short-side", "--short_side"), ("--no-progress", "--noprogress"),
+                     ("--num-shards", "--num_shards")]:
+        assert any(f"warning: {old} is deprecated, use {new}" in line for line in err), err
+    assert len(err) == 5 and sorted(p.name for p in out.glob("train-*.tfrecord")) == [
+        "train-00000-of-00001.tfrecord"
+    ]
 
 
 def test_inspect_names_a_corrupt_shard(videos, tmp_path, capsys):
     out = tmp_path / "out"
-    cli.main(["convert", "--input", str(videos / "train.csv"), "--path-prefix", str(videos),
-              "--out", str(out), "--short-side", "0", "--no-progress", "--workers", "0",
-              "--num-shards", "2"])
+    cli.main(["convert", "--input", str(videos / "train.csv"), "--path_prefix", str(videos),
+              "--output_dir", str(out), "--short_side", "0", "--noprogress", "--workers", "0",
+              "--num_shards", "2"])
     shards = sorted(out.glob("train-*.tfrecord"))
     data = shards[1].read_bytes()
     shards[1].write_bytes(data[: len(data) // 2])
@@ -226,7 +248,7 @@ def test_inspect_names_a_corrupt_shard(videos, tmp_path, capsys):
 def test_module_entry_point_exits_2(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "tfrecords_tools", "convert", "--input", str(tmp_path / "x.txt"),
-         "--out", str(tmp_path / "out")],
+         "--output_dir", str(tmp_path / "out")],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 2

@@ -10,7 +10,7 @@ Usage (a downloaded hub checkpoint; ~1 min on CPU)::
 
     python tools/convert_pytorchvideo_slowfast.py --preset=slowfast_r50_8x8 \
         --checkpoint=SLOWFAST_8x8_R50.pyth --source=pytorchvideo \
-        --output=slowfast_r50_8x8_k400.weights.h5
+        --output_file=slowfast_r50_8x8_k400.weights.h5
 
 Without ``--checkpoint`` a PyTorchVideo model with random weights and random BN statistics
 stands in for the checkpoint (what the ``large`` test runs). Exit status 1 when the relative
@@ -31,11 +31,13 @@ _SOURCE = flags.DEFINE_enum(
 )
 _CROP = flags.DEFINE_integer("crop", None, "Clip side; default: the model's train crop (224).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the random clip.")
-_OUTPUT = flags.DEFINE_string("output", None, "Optional output *.weights.h5.")
+_OUTPUT = flags.DEFINE_string("output_file", None, "Optional output *.weights.h5.")
 _TOLERANCE = flags.DEFINE_float("tolerance", 1e-4, "Max |logit diff| / max |logit|.")
-_OVERRIDES = flags.DEFINE_multi_string(
-    "override", [], "build_model override KEY=VALUE (e.g. width=16 for a quick narrow check)."
+_OVERRIDES = flags.DEFINE_string(
+    "model_overrides", "{}", 'JSON dict of build_model overrides (e.g. \'{"width": 16}\' for a quick check).'
 )
+# Deprecated spellings, accepted for one release (slowfast_tf/utils/cli_flags.py).
+RENAMES = {"--output": "--output_file"}
 
 
 def reference_preprocess(clip_uint8, alpha, pathways):
@@ -65,9 +67,6 @@ def ours_preprocess(clip_uint8, alpha, pathways):
 def run(preset, checkpoint, source, crop, seed, output, tolerance, overrides):
     """Runs the check; returns the exit status."""
     from slowfast_tf.convert import (
-        __main__ as cli,
-    )
-    from slowfast_tf.convert import (
         checkpoints,
         keras_loader,
         name_maps,
@@ -76,8 +75,9 @@ def run(preset, checkpoint, source, crop, seed, output, tolerance, overrides):
     )
     from slowfast_tf.models import build_model
     from slowfast_tf.testing import parity_fixtures
+    from slowfast_tf.utils import cli_flags
 
-    overrides = cli._parse_overrides(overrides)
+    overrides = cli_flags.json_dict(overrides, "model_overrides")
     state = None
     if checkpoint:
         state, unmapped, ignored = checkpoints.read_checkpoint(checkpoint, source)
@@ -152,4 +152,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    from slowfast_tf.utils import cli_flags
+
+    argv = [sys.argv[0], *cli_flags.rewrite_deprecated(sys.argv[1:], RENAMES, "convert_pytorchvideo_slowfast.py")]
+    sys.exit(app.run(main, argv=argv))

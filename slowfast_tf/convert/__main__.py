@@ -2,104 +2,75 @@
 
 Usage::
 
-    python -m slowfast_tf.convert --from pytorchvideo SLOWFAST_8x8_R50.pyth \\
-        --preset slowfast_r50_8x8 --out slowfast_r50_8x8.weights.h5 --verify
+    python -m slowfast_tf.convert --source pytorchvideo SLOWFAST_8x8_R50.pyth \\
+        --preset slowfast_r50_8x8 --output_file slowfast_r50_8x8.weights.h5 --verify
 
-``--num-classes N`` (different from the checkpoint's class count) keeps the backbone and leaves
+``--num_classes N`` (different from the checkpoint's class count) keeps the backbone and leaves
 the head at its initialisation, for fine-tuning. ``--verify`` runs the PyTorchVideo reference on
 a random clip and prints per-stage max differences, the logit difference and top-1 agreement;
 the exit status is 1 when the logits differ by more than ``--tolerance`` relative to the logit
 scale. Errors (unreadable or unsafe file, unmatched tensors, NaN/Inf weights without
-``--allow-non-finite``) print one message and exit with status 2. ``--out`` is written to a
+``--allow_non_finite``) print one message and exit with status 2. ``--output_file`` is written to a
 temporary file and renamed, so an interrupted run never leaves a partial weights file.
 """
 
-import argparse
-import ast
 import os
 import re
 import sys
 import time
+import types
+
+from absl import flags
 
 from slowfast_tf.convert import checkpoints, name_maps
-from slowfast_tf.utils import fileio
+from slowfast_tf.utils import cli_flags, fileio
 
 _EXIT_ERROR = 2
 _EXIT_PARITY = 1
 
 
-def _parser():
-    parser = argparse.ArgumentParser(
-        prog="python -m slowfast_tf.convert",
-        description="Convert PySlowFast / PyTorchVideo / Caffe2 SlowFast weights to Keras.",
+PROG = "python -m slowfast_tf.convert"
+# Deprecated spellings (accepted for one release; kebab-case is rewritten generically and
+# `--override KEY=VALUE` is folded into --model_overrides).
+RENAMES = {"--from": "--source", "--out": "--output_file"}
+
+
+def define_flags(fv: flags.FlagValues) -> None:
+    f = {"flag_values": fv}
+    flags.DEFINE_enum(
+        "source", None, list(checkpoints.SOURCES),
+        "Checkpoint format: PySlowFast .pyth, PyTorchVideo hub .pyth or Caffe2 .pkl.", **f,
     )
-    parser.add_argument(
-        "--from",
-        dest="source",
-        required=True,
-        choices=checkpoints.SOURCES,
-        help="checkpoint format: PySlowFast .pyth, PyTorchVideo hub .pyth or Caffe2 .pkl",
+    flags.DEFINE_string("preset", None, "slowfast_tf preset, e.g. slowfast_r50_8x8.", **f)
+    flags.DEFINE_string("output_file", None, "Output Keras weights file (*.weights.h5).", **f)
+    flags.DEFINE_integer(
+        "num_classes", None,
+        "Classes of the Keras head; defaults to the checkpoint's. A different value drops the "
+        "checkpoint head (fine-tuning).", **f,
     )
-    parser.add_argument("checkpoint", help="path of the checkpoint file")
-    parser.add_argument("--preset", required=True, help="slowfast_tf preset, e.g. slowfast_r50_8x8")
-    parser.add_argument("--out", required=True, help="output Keras weights file (*.weights.h5)")
-    parser.add_argument(
-        "--num-classes",
-        type=int,
-        default=None,
-        help="classes of the Keras head; defaults to the checkpoint's. A different value "
-        "drops the checkpoint head (fine-tuning).",
+    flags.DEFINE_string(
+        "model_overrides", "{}",
+        'JSON dict of build_model overrides, e.g. \'{"train_crop_size": 256}\'. Only for '
+        "checkpoints whose architecture differs from the preset.", **f,
     )
-    parser.add_argument(
-        "--override",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="build_model override, e.g. train_crop_size=256 (repeatable; VALUE is a Python "
-        "literal). Only for checkpoints whose architecture differs from the preset.",
-    )
-    parser.add_argument(
-        "--skip",
-        action="append",
-        default=[],
-        metavar="REGEX",
-        help="source tensors to drop on purpose (full-match regex on the checkpoint's or the "
+    flags.DEFINE_multi_string(
+        "skip", [],
+        "Source tensors to drop on purpose (full-match regex on the checkpoint's or the "
         "PySlowFast name, repeatable), e.g. extra blobs of an unusual Caffe2 file. They are "
-        "listed as ignored; everything else must still match.",
+        "listed as ignored; everything else must still match.", **f,
     )
-    parser.add_argument(
-        "--verify", action="store_true", help="compare against the PyTorchVideo reference"
+    flags.DEFINE_bool("verify", False, "Compare against the PyTorchVideo reference.", **f)
+    flags.DEFINE_integer("verify_crop", None, "Clip side for --verify (default: 224).", **f)
+    flags.DEFINE_bool(
+        "allow_non_finite", False,
+        "Convert a checkpoint whose weights hold NaN/Inf (refused by default; the model will "
+        "predict NaN) and print a WARNING naming the tensors.", **f,
     )
-    parser.add_argument(
-        "--verify-crop", type=int, default=None, help="clip side for --verify (default: 224)"
+    flags.DEFINE_integer("seed", 0, "Seed of the --verify clip.", **f)
+    flags.DEFINE_float(
+        "tolerance", 1e-4, "--verify fails above this max|logit diff| / max|logit|.", **f
     )
-    parser.add_argument(
-        "--allow-non-finite",
-        action="store_true",
-        help="convert a checkpoint whose weights hold NaN/Inf (refused by default; the model "
-        "will predict NaN) and print a WARNING naming the tensors",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the --verify clip")
-    parser.add_argument(
-        "--tolerance",
-        type=float,
-        default=1e-4,
-        help="--verify fails above this max|logit diff| / max|logit|",
-    )
-    return parser
-
-
-def _parse_overrides(items):
-    overrides = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.isidentifier():
-            raise ValueError(f"--override must look like KEY=VALUE. Received: {item!r}")
-        try:
-            overrides[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            overrides[key] = value  # A bare string such as norm=sync_batch_norm.
-    return overrides
+    flags.mark_flags_as_required(["source", "preset", "output_file"], flag_values=fv)
 
 
 def _apply_skips(patterns, state, unmapped, ignored):
@@ -123,18 +94,19 @@ def _fail(message):
 
 
 def convert(args):
-    """Runs the conversion described by parsed ``args``; returns the exit status."""
-    if not args.out.endswith(".weights.h5"):
-        return _fail(f"--out must end with '.weights.h5' (Keras weights). Received: {args.out}")
+    """Runs the conversion described by parsed flags ``args``; returns the exit status."""
+    out = args.output_file
+    if not out.endswith(".weights.h5"):
+        return _fail(f"--output_file must end with '.weights.h5' (Keras weights). Received: {out}")
     if args.num_classes is not None and args.num_classes < 1:
-        return _fail(f"--num-classes must be positive. Received: {args.num_classes}")
-    if os.path.isdir(args.out):
-        return _fail(f"--out is a directory, expected a file path. Received: {args.out}")
-    try:  # Fail before the slow work when --out cannot be created.
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        return _fail(f"--num_classes must be positive. Received: {args.num_classes}")
+    if os.path.isdir(out):
+        return _fail(f"--output_file is a directory, expected a file path. Received: {out}")
+    try:  # Fail before the slow work when --output_file cannot be created.
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     except OSError as e:
-        return _fail(f"cannot write --out {args.out}: {e.strerror or e}")
-    overrides = _parse_overrides(args.override)
+        return _fail(f"cannot write --output_file {out}: {e.strerror or e}")
+    overrides = cli_flags.json_dict(args.model_overrides, "model_overrides")
     started = time.time()
     # Read the checkpoint before importing TensorFlow: a bad file fails in a second.
     state, unmapped, ignored = checkpoints.read_checkpoint(args.checkpoint, args.source)
@@ -175,12 +147,12 @@ def convert(args):
         if message.startswith("WARNING"):
             print(message, file=sys.stderr)
     try:
-        # Temp file + rename: a kill mid-write leaves the previous --out file intact.
-        with fileio.atomic_path(args.out) as tmp:
+        # Temp file + rename: a kill mid-write leaves the previous --output_file intact.
+        with fileio.atomic_path(out) as tmp:
             model.save_weights(tmp)
     except OSError as e:
-        return _fail(f"cannot write --out {args.out}: {e.strerror or e}")
-    print(f"Wrote {args.out} ({time.time() - started:.1f} s)")
+        return _fail(f"cannot write --output_file {out}: {e.strerror or e}")
+    print(f"Wrote {out} ({time.time() - started:.1f} s)")
 
     if not args.verify:
         return 0
@@ -213,12 +185,19 @@ def convert(args):
 
 def main(argv=None):
     """Command-line entry point; returns the process exit status."""
-    args = _parser().parse_args(argv)
     try:
-        return convert(args)
+        args, positional = cli_flags.parse(
+            argv, define_flags, PROG, RENAMES,
+            "Convert PySlowFast / PyTorchVideo / Caffe2 SlowFast weights to Keras: "
+            f"{PROG} CHECKPOINT --source=... --preset=... --output_file=....",
+            max_positional=1,
+        )
+        if len(positional) != 1:
+            return _fail("give one checkpoint path (the positional argument). Received: none")
+        return convert(types.SimpleNamespace(**args.flag_values_dict(), checkpoint=positional[0]))
     except (checkpoints.CheckpointError, checkpoints.ConversionError, ImportError) as e:
         return _fail(str(e))
-    except (ValueError, re.error) as e:  # e.g. an unknown preset name, a bad --skip regex
+    except (ValueError, re.error) as e:  # e.g. an unknown preset name, a bad flag or --skip regex
         return _fail(str(e))
 
 

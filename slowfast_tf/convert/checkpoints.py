@@ -42,7 +42,7 @@ def import_torch():
         raise ImportError(
             "Converting PySlowFast / PyTorchVideo checkpoints needs PyTorch. Install it with "
             "`pip install 'slowfast_tf[convert]'` (or `pip install torch`). Caffe2 .pkl "
-            "checkpoints (--from caffe2) convert without torch."
+            "checkpoints (--source caffe2) convert without torch."
         ) from e
     if _version_tuple(torch.__version__) < MIN_SAFE_TORCH:
         raise ImportError(
@@ -330,7 +330,7 @@ def read_checkpoint(path, source):
         if zipfile.is_zipfile(path):
             raise CheckpointError(
                 f"{path}: this is a torch.save zip archive, not a Caffe2 pickle; use "
-                "--from pyslowfast or --from pytorchvideo"
+                "--source pyslowfast or --source pytorchvideo"
             )
         return caffe2_blobs_to_pyslowfast(read_caffe2_checkpoint(path))
     return torch_names_to_pyslowfast(read_torch_checkpoint(path), source)

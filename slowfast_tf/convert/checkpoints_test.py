@@ -122,7 +122,7 @@ def test_zip_checkpoint_passed_as_caffe2_says_which_flag(tmp_path):
     path = str(tmp_path / "ptv.pyth")
     torch.save({"model_state": _tiny_torch_state()}, path)
     message = _one_line_error(checkpoints.read_checkpoint, path, "caffe2")
-    assert "--from pyslowfast" in message
+    assert "--source pyslowfast" in message
 
 
 def test_caffe2_reader_and_rename(tmp_path):

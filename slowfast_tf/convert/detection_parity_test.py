@@ -123,8 +123,8 @@ def test_convert_cli_reads_ptv_detection_checkpoint(tmp_path, capsys):
     reference = torch_reference.build_ptv_detector(arch)
     path = parity_fixtures.write_ptv_checkpoint(reference, str(tmp_path / "ptv_detector.pyth"))
     out = str(tmp_path / "det.weights.h5")
-    argv = ["--from", "pytorchvideo", path, "--preset", "slowfast_r50_detection", "--out", out,
-            "--override", "width=8", "--override", "num_frames=16"]  # fmt: skip
+    argv = ["--source", "pytorchvideo", path, "--preset", "slowfast_r50_detection", "--output_file", out,
+            '--model_overrides={"width": 8, "num_frames": 16}']  # fmt: skip
     assert convert_main.main(argv) == 0
     assert "checkpoint classes: 80" in capsys.readouterr().out
     loaded = models.build_model("slowfast_r50_detection", width=8, num_frames=16)
@@ -169,8 +169,8 @@ def test_r101_nonlocal_checkpoint_names_round_trip(tmp_path):
 
     path = parity_fixtures.write_caffe2_checkpoint(state, str(tmp_path / "r101_nl_c2.pkl"))
     out = str(tmp_path / "r101.weights.h5")
-    argv = ["--from", "caffe2", path, "--preset", "slowfast_r101_50_50_ava_32x2", "--out", out,
-            "--override", "width=8"]  # fmt: skip
+    argv = ["--source", "caffe2", path, "--preset", "slowfast_r101_50_50_ava_32x2", "--output_file", out,
+            '--model_overrides={"width": 8}']  # fmt: skip
     assert convert_main.main(argv) == 0
     loaded = models.build_model("slowfast_r101_50_50_ava_32x2", width=8)
     loaded.load_weights(out)
@@ -192,7 +192,7 @@ def test_full_size_ptv_detection_parity(tmp_path):
 
 def test_kinetics_checkpoint_initialises_detector_backbone(tmp_path, capsys):
     """The AVA recipe starts from Kinetics weights: a K400 classifier checkpoint converts into
-    the detector with ``--num-classes 80`` (backbone shapes are stride-independent), the
+    the detector with ``--num_classes 80`` (backbone shapes are stride-independent), the
     400-class head is dropped and the backbone tensors land unchanged."""
     tiny = dict(width=8, num_frames=16)
     classifier = models.build_model("slowfast_r50_8x8", num_classes=400, **tiny)
@@ -203,8 +203,8 @@ def test_kinetics_checkpoint_initialises_detector_backbone(tmp_path, capsys):
     }
     path = parity_fixtures.write_pyslowfast_checkpoint(state, str(tmp_path / "k400.pyth"))
     out = str(tmp_path / "ava_init.weights.h5")
-    argv = ["--from", "pyslowfast", path, "--preset", "slowfast_r50_ava_32x2", "--out", out,
-            "--num-classes", "80", "--override", "width=8", "--override", "num_frames=16"]  # fmt: skip
+    argv = ["--source", "pyslowfast", path, "--preset", "slowfast_r50_ava_32x2", "--output_file", out,
+            "--num_classes", "80", '--model_overrides={"width": 8, "num_frames": 16}']  # fmt: skip
     assert convert_main.main(argv) == 0
     assert "400 classes, model has 80" in capsys.readouterr().out
     detector = models.build_model("slowfast_r50_ava_32x2", **tiny)

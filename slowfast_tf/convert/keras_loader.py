@@ -221,12 +221,12 @@ def load_pyslowfast_state_into(
             hint = (
                 f"The head differs ({report.checkpoint_num_classes} checkpoint classes vs "
                 f"{report.model_num_classes}); to fine-tune on another label set pass "
-                "--num-classes N (allow_head_mismatch=True)."
+                "--num_classes N (allow_head_mismatch=True)."
             )
         elif head is None and any(u.startswith(HEAD_LAYER + "/") for u in unassigned):
             hint = (
                 "The checkpoint has no classifier head; to train a new one pass "
-                "--num-classes N (allow_head_mismatch=True)."
+                "--num_classes N (allow_head_mismatch=True)."
             )
         raise ConversionError(_format_error(sorted(unmapped), unassigned, mismatches, hint))
     warning = check_finite(planned, allow_non_finite)
@@ -268,7 +268,7 @@ def check_finite(arrays, allow_non_finite=False):
     if not allow_non_finite:
         raise ConversionError(
             f"Checkpoint refused, nothing was loaded: {summary}. A model with these weights "
-            "predicts NaN; pass --allow-non-finite (allow_non_finite=True) to convert it anyway."
+            "predicts NaN; pass --allow_non_finite (allow_non_finite=True) to convert it anyway."
         )
     return f"WARNING: loaded a broken checkpoint: {summary}."
 

@@ -124,7 +124,7 @@ def test_4x16_checkpoint_into_8x8_model_lists_fusion_kernel_mismatches(target):
 
 def test_head_mismatch_fails_by_default_and_is_dropped_for_finetuning(source_state):
     target = _tiny(num_classes=7)
-    with pytest.raises(ConversionError, match="--num-classes"):
+    with pytest.raises(ConversionError, match="--num_classes"):
         load_pyslowfast_state_into(target, source_state)
     head_before = np.array(target.get_layer("head_projection").kernel.numpy())
     report = load_pyslowfast_state_into(target, source_state, allow_head_mismatch=True)

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(
     reason="CLI tests build PyTorchVideo checkpoints (dev extra)",
 )
 
-NARROW = ["--override", "width=16", "--override", "train_crop_size=64"]
+NARROW = ['--model_overrides={"width": 16, "train_crop_size": 64}']
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +43,8 @@ def ptv_checkpoint(tmp_path_factory):
 
 def test_convert_and_verify(ptv_checkpoint, tmp_path, capsys):
     out = str(tmp_path / "sf.weights.h5")
-    argv = ["--from", "pytorchvideo", ptv_checkpoint, "--preset", "slowfast_r50_8x8"]
-    assert cli.main(argv + ["--out", out, "--verify"] + NARROW) == 0
+    argv = ["--source", "pytorchvideo", ptv_checkpoint, "--preset", "slowfast_r50_8x8"]
+    assert cli.main(argv + ["--output_file", out, "--verify"] + NARROW) == 0
     printed = capsys.readouterr().out
     assert "checkpoint classes: 400" in printed
     assert "Converted 552 tensors" in printed and "ignored 110" in printed
@@ -66,12 +66,25 @@ def test_convert_and_verify(ptv_checkpoint, tmp_path, capsys):
 
 def test_num_classes_drops_the_head(ptv_checkpoint, tmp_path, capsys):
     out = str(tmp_path / "ft.weights.h5")
-    argv = ["--from", "pytorchvideo", ptv_checkpoint, "--preset", "slowfast_r50_8x8", "--out", out]
-    assert cli.main(argv + ["--num-classes", "10", "--verify"] + NARROW) == 0
+    argv = ["--source", "pytorchvideo", ptv_checkpoint, "--preset", "slowfast_r50_8x8", "--output_file", out]
+    assert cli.main(argv + ["--num_classes", "10", "--verify"] + NARROW) == 0
     printed = capsys.readouterr().out
     assert "Checkpoint head has 400 classes, model has 10" in printed
     assert "left at its initialisation" in printed
     assert "logits: not compared" in printed and "Parity OK" in printed
+    assert os.path.exists(out)
+
+
+def test_deprecated_spellings_still_convert(ptv_checkpoint, tmp_path, capsys):
+    # One release of grace: --from, --out, --num-classes and Python-literal --override.
+    out = str(tmp_path / "old.weights.h5")
+    argv = ["--from", "pytorchvideo", ptv_checkpoint, "--preset", "slowfast_r50_8x8", "--out", out,
+            "--num-classes", "10", "--override", "width=16", "--override=train_crop_size=64"]  # fmt: skip
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err
+    for old, new in [("--from", "--source"), ("--out", "--output_file"),
+                     ("--num-classes", "--num_classes"), ("--override KEY=VALUE", "--model_overrides")]:
+        assert f"warning: {old} is deprecated, use {new}" in err
     assert os.path.exists(out)
 
 
@@ -84,7 +97,7 @@ def test_mismatched_architecture_lists_shapes(tmp_path, capsys):
         torch_reference.build_ptv_model(arch), str(tmp_path / "4x16.pyth")
     )
     out = str(tmp_path / "x.weights.h5")
-    argv = ["--from", "pytorchvideo", path, "--preset", "slowfast_r50_8x8", "--out", out]
+    argv = ["--source", "pytorchvideo", path, "--preset", "slowfast_r50_8x8", "--output_file", out]
     assert cli.main(argv + NARROW) == 2
     err = capsys.readouterr().err
     assert "shape mismatches (checkpoint, in Keras layout -> Keras) (4)" in err
@@ -94,13 +107,18 @@ def test_mismatched_architecture_lists_shapes(tmp_path, capsys):
 
 
 def test_bad_arguments_fail_with_one_message(ptv_checkpoint, tmp_path, capsys):
-    base = ["--from", "pytorchvideo", ptv_checkpoint]
-    assert cli.main(base + ["--preset", "slowfast_r50_8x8", "--out", str(tmp_path / "w.h5")]) == 2
-    assert "--out must end with '.weights.h5'" in capsys.readouterr().err
+    base = ["--source", "pytorchvideo", ptv_checkpoint]
+    assert cli.main(base + ["--preset", "slowfast_r50_8x8", "--output_file", str(tmp_path / "w.h5")]) == 2
+    assert "--output_file must end with '.weights.h5'" in capsys.readouterr().err
     out = str(tmp_path / "w.weights.h5")
-    assert cli.main(base + ["--preset", "slowfast_r9_8x8", "--out", out]) == 2
+    assert cli.main(base + ["--preset", "slowfast_r9_8x8", "--output_file", out]) == 2
     assert "slowfast_r9_8x8" in capsys.readouterr().err
-    assert cli.main(base + ["--preset", "slowfast_r50_8x8", "--out", out, "--override", "x"]) == 2
+    assert cli.main(base + ["--preset", "slowfast_r50_8x8", "--output_file", out, "--model_overrides=x"]) == 2
+    assert "--model_overrides must be a JSON object" in capsys.readouterr().err
+    assert cli.main(base + ["--preset", "slowfast_r50_8x8", "--output_file", out, "--override", "x"]) == 2
+    assert "--override must look like KEY=VALUE" in capsys.readouterr().err
+    assert cli.main(base + ["--preset", "slowfast_r50_8x8", "--output_file", out, "--bogus"]) == 2
+    assert capsys.readouterr().err.startswith("error: Unknown command line flag 'bogus'")
     assert "KEY=VALUE" in capsys.readouterr().err
 
 
@@ -108,8 +126,8 @@ def test_module_entry_point_reports_corrupted_file(tmp_path):
     bad = tmp_path / "SLOWFAST_8x8_R50.pyth"
     bad.write_bytes(b"PK\x03\x04 truncated download")
     result = subprocess.run(
-        [sys.executable, "-m", "slowfast_tf.convert", "--from", "pytorchvideo", str(bad)]
-        + ["--preset", "slowfast_r50_8x8", "--out", str(tmp_path / "w.weights.h5")],
+        [sys.executable, "-m", "slowfast_tf.convert", "--source", "pytorchvideo", str(bad)]
+        + ["--preset", "slowfast_r50_8x8", "--output_file", str(tmp_path / "w.weights.h5")],
         capture_output=True,
         text=True,
         timeout=120,
@@ -143,11 +161,11 @@ def test_non_finite_weights_are_refused_unless_allowed(ptv_checkpoint, tmp_path,
     broken = str(tmp_path / "broken.pyth")
     torch.save(state, broken)
     out = str(tmp_path / "w.weights.h5")
-    argv = ["--from", "pytorchvideo", broken, "--preset", "slowfast_r50_8x8", "--out", out]
+    argv = ["--source", "pytorchvideo", broken, "--preset", "slowfast_r50_8x8", "--output_file", out]
     assert cli.main(argv + NARROW) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "NaN/Inf" in err[0] and "(3 of " in err[0], err
-    assert "--allow-non-finite" in err[0] and not os.path.exists(out)
+    assert "--allow_non_finite" in err[0] and not os.path.exists(out)
     # The library refuses too (the check runs on exactly the tensors it assigns) ...
     from slowfast_tf.convert import ConversionError, convert_checkpoint
     from slowfast_tf.models import build_model
@@ -163,7 +181,7 @@ def test_non_finite_weights_are_refused_unless_allowed(ptv_checkpoint, tmp_path,
 
 @pytest.mark.slow
 def test_kill_while_writing_out_keeps_the_previous_file(ptv_checkpoint, tmp_path):
-    # The process dies (SIGKILL) halfway through writing the weights: the old --out survives
+    # The process dies (SIGKILL) halfway through writing the weights: the old --output_file survives
     # byte for byte and no partial file is left next to it.
     out = tmp_path / "sf.weights.h5"
     out.write_bytes(b"previous weights")
@@ -178,9 +196,9 @@ def test_kill_while_writing_out_keeps_the_previous_file(ptv_checkpoint, tmp_path
         "from slowfast_tf.convert.__main__ import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
-    argv = ["--from", "pytorchvideo", ptv_checkpoint, "--preset", "slowfast_r50_8x8"]
+    argv = ["--source", "pytorchvideo", ptv_checkpoint, "--preset", "slowfast_r50_8x8"]
     result = subprocess.run(
-        [sys.executable, "-c", code, *argv, "--out", str(out), *NARROW],
+        [sys.executable, "-c", code, *argv, "--output_file", str(out), *NARROW],
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == -9, result.stderr[-2000:]
@@ -192,10 +210,10 @@ def test_kill_while_writing_out_keeps_the_previous_file(ptv_checkpoint, tmp_path
 def test_unwritable_out_is_one_line_before_any_work(ptv_checkpoint, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    argv = ["--from", "pytorchvideo", ptv_checkpoint, "--preset", "slowfast_r50_8x8"]
-    assert cli.main(argv + ["--out", str(blocker / "w.weights.h5")]) == 2
+    argv = ["--source", "pytorchvideo", ptv_checkpoint, "--preset", "slowfast_r50_8x8"]
+    assert cli.main(argv + ["--output_file", str(blocker / "w.weights.h5")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: cannot write --out"), err
+    assert len(err) == 1 and err[0].startswith("error: cannot write --output_file"), err
     (tmp_path / "dir.weights.h5").mkdir()
-    assert cli.main(argv + ["--out", str(tmp_path / "dir.weights.h5")]) == 2
-    assert "--out is a directory" in capsys.readouterr().err
+    assert cli.main(argv + ["--output_file", str(tmp_path / "dir.weights.h5")]) == 2
+    assert "--output_file is a directory" in capsys.readouterr().err

@@ -1,10 +1,10 @@
 """Synthetic video dataset where the fast pathway matters (the README main job's default data).
 
-    python -m slowfast_tf.data.synthetic --out /tmp/synth --num-train 40 --num-val 10 --size 64
+    python -m slowfast_tf.data.synthetic --output_dir /tmp/synth --num_train 40 --num_val 10 --size 64
 
 writes real MP4 files (PyAV; H.264 when available, else MPEG-4 Part 2) under ``OUT/videos/`` and
 PySlowFast list files ``OUT/{train,val,test}.csv`` (``path label``, paths relative to OUT, so
-``--path-prefix OUT`` in the converter) plus ``OUT/classes.txt`` and ``OUT/synthetic.json``.
+``--path_prefix OUT`` in the converter) plus ``OUT/classes.txt`` and ``OUT/synthetic.json``.
 The rendered frames are a pure function of ``--seed`` (numpy only). The MP4 bytes are
 reproducible for a seed with the same PyAV/FFmpeg build: frames are converted to YUV 4:2:0 here
 in integer arithmetic (not by FFmpeg's multi-threaded swscale) and encoded single-threaded.
@@ -41,15 +41,16 @@ fast-stride frames reach 82% val accuracy (still rising); the 4 slow-stride fram
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
+import sys
 from collections.abc import Sequence
 
 import numpy as np
+from absl import flags
 from tqdm import tqdm
 
-from slowfast_tf.utils import fileio
+from slowfast_tf.utils import cli_flags, fileio
 
 CLASSES = ("flicker_low", "flicker_high", "dart_up", "dart_down", "grow", "shrink")
 SPLITS = ("train", "val", "test")
@@ -251,24 +252,31 @@ def generate(
     return info
 
 
+def define_flags(fv: flags.FlagValues) -> None:
+    f = {"flag_values": fv}
+    flags.DEFINE_string("output_dir", None, "Output directory.", **f)
+    flags.DEFINE_integer("num_train", 40, "Train videos per class.", **f)
+    flags.DEFINE_integer("num_val", 10, "Val videos per class.", **f)
+    flags.DEFINE_integer("num_test", 10, "Test videos per class.", **f)
+    flags.DEFINE_integer("size", 64, "Frame side in pixels (even).", **f)
+    flags.DEFINE_float("seconds", 2.0, "Duration of each video.", **f)
+    flags.DEFINE_integer("fps", 30, "Frame rate.", **f)
+    flags.DEFINE_integer("seed", 0, "Random seed.", **f)
+    flags.DEFINE_string("codec", None, "libx264 or mpeg4 (default: first available).", **f)
+    flags.mark_flag_as_required("output_dir", flag_values=fv)
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--num-train", type=int, default=40, help="train videos per class")
-    parser.add_argument("--num-val", type=int, default=10, help="val videos per class")
-    parser.add_argument("--num-test", type=int, default=10, help="test videos per class")
-    parser.add_argument("--size", type=int, default=64, help="frame side in pixels (even)")
-    parser.add_argument("--seconds", type=float, default=2.0, help="duration of each video")
-    parser.add_argument("--fps", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--codec", default=None, help="libx264 or mpeg4 (default: first available)")
-    args = parser.parse_args(argv)
+    args, _ = cli_flags.parse(
+        argv, define_flags, "python -m slowfast_tf.data.synthetic", {"--out": "--output_dir"},
+        __doc__.split("\n\n")[0],
+    )
     counts = {"train": args.num_train, "val": args.num_val, "test": args.num_test}
-    info = generate(args.out, {k: v for k, v in counts.items() if v > 0}, args.size,
+    info = generate(args.output_dir, {k: v for k, v in counts.items() if v > 0}, args.size,
                     args.seconds, args.fps, args.seed, codec=args.codec)
     print(json.dumps(info))
     return info
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli_flags.run(main))

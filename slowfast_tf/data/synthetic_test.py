@@ -39,7 +39,7 @@ def test_dart_direction_is_aliased_at_the_slow_stride():
 def test_generate_writes_videos_and_lists(tmp_path):
     out = tmp_path / "synth"
     info = synthetic.main([
-        "--out", str(out), "--num-train", "2", "--num-val", "1", "--num-test", "0",
+        "--output_dir", str(out), "--num_train", "2", "--num_val", "1", "--num_test", "0",
         "--size", "32", "--seconds", "0.3", "--seed", "3",
     ])
     assert info["counts"] == {"train": 12, "val": 6}

@@ -117,7 +117,7 @@ def save_detection_model(model, export_dir: str, config: ava_pipeline.AvaDataCon
 
 
 def export_from_flags(model, f) -> str:
-    """``export.py`` for a detector: ``<export_base>/<model_name>/<version>/`` + models.config.
+    """``export.py`` for a detector: ``<output_dir>/<model_name>/<version>/`` + models.config.
 
     Uses ``--data_preset`` (an AVA preset; default: the model's, e.g. ``ava_slowfast_32x2``),
     ``--labels_file``, ``--top_k``, ``--version``, ``--serving_base_path``. Returns the export dir.
@@ -134,9 +134,9 @@ def export_from_flags(model, f) -> str:
     config = detection.build_data_config(model.name, f.data_preset, model.num_classes, overrides)
     labels = signatures.read_labels(f.labels_file, model.num_classes)
     tfserving.validate_model_name(f.model_name)
-    model_base = os.path.join(f.export_base, f.model_name)
+    model_base = os.path.join(f.output_dir, f.model_name)
     _, final_dir = tfserving.resolve_version_dir(model_base, f.version or None)
     save_detection_model(model, final_dir, config, labels, f.top_k)
-    tfserving.write_models_config(os.path.join(f.export_base, "models.config"),
+    tfserving.write_models_config(os.path.join(f.output_dir, "models.config"),
                                   {f.model_name: f.serving_base_path or os.path.abspath(model_base)})
     return final_dir

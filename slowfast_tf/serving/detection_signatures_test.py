@@ -77,7 +77,7 @@ def test_export_py_exports_a_detector(exported, tmp_path):
     labels.write_text("\n".join(LABELS) + "\n")
     values = flags.FlagValues()
     export.define_flags(values)
-    values(["export.py", f"--model_file={model_file}", f"--export_base={tmp_path / 'repo'}",
+    values(["export.py", f"--model_file={model_file}", f"--output_dir={tmp_path / 'repo'}",
             "--model_name=ava", f"--labels_file={labels}", "--data_preset=ava_synthetic", "--top_k=2"])
     export.main([], flag_values=values)
     export_dir = tmp_path / "repo" / "ava" / "1"

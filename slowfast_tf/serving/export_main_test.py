@@ -39,7 +39,7 @@ def test_export_main_adds_version_2(tiny_model, serving_export, session_runner, 
     # Reuse the session's model instead of building a preset (a weights file would load into it).
     monkeypatch.setattr(export, "load_model", lambda f: tiny_model)
     export.main([], flag_values=parse_flags(
-        f"--export_base={base}", f"--model_name={MODEL_NAME}", f"--labels_file={labels_file}",
+        f"--output_dir={base}", f"--model_name={MODEL_NAME}", f"--labels_file={labels_file}",
         "--short_side=72", "--crop_size=64", "--top_k=3", "--warmup=false",
         f"--serving_base_path=/models/{MODEL_NAME}",
     ))
@@ -68,8 +68,8 @@ def test_export_main_adds_version_2(tiny_model, serving_export, session_runner, 
 
 def test_export_main_needs_one_model_source():
     with pytest.raises(ValueError, match="exactly one of --preset or --model_file"):
-        export.main([], flag_values=parse_flags("--export_base=/tmp/x"))
-    with pytest.raises(ValueError, match="--export_base is required"):
+        export.main([], flag_values=parse_flags("--output_dir=/tmp/x"))
+    with pytest.raises(ValueError, match="--output_dir is required"):
         export.main([], flag_values=parse_flags("--preset=slowfast_r50_8x8"))
 
 
@@ -106,7 +106,7 @@ def run_cli(capsys, *argv):
 @pytest.mark.parametrize("name", ["..", "../outside", "a/b", ".hidden"])
 def test_model_name_cannot_leave_export_base(tmp_path, capsys, name):
     base = tmp_path / "repo"
-    code, err = run_cli(capsys, f"--export_base={base}", f"--model_name={name}",
+    code, err = run_cli(capsys, f"--output_dir={base}", f"--model_name={name}",
                         "--preset=slowfast_r50_8x8")
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("error: `model_name` must be") and repr(name) in err
@@ -115,7 +115,7 @@ def test_model_name_cannot_leave_export_base(tmp_path, capsys, name):
 
 @pytest.mark.parametrize("version", ["-1", "-7"])
 def test_version_must_be_positive(tmp_path, capsys, version):
-    code, err = run_cli(capsys, f"--export_base={tmp_path}", f"--version={version}",
+    code, err = run_cli(capsys, f"--output_dir={tmp_path}", f"--version={version}",
                         "--preset=slowfast_r50_8x8")
     assert code == 2 and "`version` must be a positive integer" in err and err.count("\n") == 1
 
@@ -149,7 +149,7 @@ def write_files(tmp_path):
 def test_bad_model_files_are_one_line_exit_2(tmp_path, capsys, flag, name, match):
     folder = write_files(tmp_path)
     source = [] if flag == "model_file" else ["--preset=slowfast_r50_8x8"]
-    code, err = run_cli(capsys, f"--export_base={folder / 'repo'}", f"--{flag}={folder / name}",
+    code, err = run_cli(capsys, f"--output_dir={folder / 'repo'}", f"--{flag}={folder / name}",
                         *source)
     assert code == 2, err
     lines = err.splitlines()
@@ -166,7 +166,7 @@ def test_weights_of_another_model_are_one_line(tmp_path, capsys, monkeypatch):
         h5.create_dataset("x", data=[1.0])
     tiny = {"tiny": (None, lambda name, num_classes: serving_models.tiny_classifier(num_classes))}
     monkeypatch.setattr(export, "_presets", lambda: tiny)
-    code, err = run_cli(capsys, f"--export_base={tmp_path / 'repo'}", "--preset=tiny",
+    code, err = run_cli(capsys, f"--output_dir={tmp_path / 'repo'}", "--preset=tiny",
                         f"--weights={tmp_path / 'other.weights.h5'}")
     assert code == 2 and err.count("\n") == 1, err
     assert err.startswith("error: Could not load --weights (") and "other.weights.h5" in err
@@ -174,7 +174,9 @@ def test_weights_of_another_model_are_one_line(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.slow  # a fresh process imports TF and Keras (~10-35 s on 2 loaded cores)
 def test_command_line_random_keras_exits_2(tmp_path):
-    """The real `python export.py` process: a random-bytes .keras is one line on stderr, exit 2."""
+    """The real `python export.py` process: a random-bytes .keras is one line on stderr, exit 2.
+
+    Also the deprecated `--export_base` spelling: accepted, with a warning."""
     path = tmp_path / "download.keras"
     path.write_bytes(os.urandom(1000))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -184,6 +186,7 @@ def test_command_line_random_keras_exits_2(tmp_path):
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "File not found" not in proc.stderr
+    assert "export.py: warning: --export_base is deprecated, use --output_dir" in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last == (f"error: --model_file is not a .keras file (not a zip archive: corrupt or "
                     f"truncated download?). Received: --model_file='{path}'")

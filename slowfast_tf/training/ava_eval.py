@@ -201,19 +201,28 @@ def evaluate_files(
 
 def main(argv=None) -> dict[str, float]:
     """``python -m slowfast_tf.training.ava_eval --groundtruth gt.csv --detections det.csv ...``"""
-    import argparse
     import json
     import sys
 
-    parser = argparse.ArgumentParser(description="AVA frame-mAP@0.5 (official evaluator semantics)")
-    parser.add_argument("--groundtruth", required=True, help="annotation CSV")
-    parser.add_argument("--detections", required=True, help="detections CSV (8 columns)")
-    parser.add_argument("--labelmap", required=True, help="label map pbtxt (evaluated classes)")
-    parser.add_argument("--exclusions", default=None, help="exclusions CSV")
-    parser.add_argument("--protocol", choices=PROTOCOLS, default="activitynet")
-    args = parser.parse_args(argv)
+    from absl import flags
+
+    from slowfast_tf.utils import cli_flags
+
+    def define_flags(fv):
+        f = {"flag_values": fv}
+        flags.DEFINE_string("groundtruth", None, "Annotation CSV.", **f)
+        flags.DEFINE_string("detections", None, "Detections CSV (8 columns).", **f)
+        flags.DEFINE_string("label_map", None, "Label map pbtxt (evaluated classes).", **f)
+        flags.DEFINE_string("exclusions", None, "Exclusions CSV.", **f)
+        flags.DEFINE_enum("protocol", "activitynet", list(PROTOCOLS), "Evaluation protocol.", **f)
+        flags.mark_flags_as_required(["groundtruth", "detections", "label_map"], flag_values=fv)
+
     try:
-        metrics = evaluate_files(args.groundtruth, args.detections, args.labelmap,
+        args, _ = cli_flags.parse(
+            argv, define_flags, "python -m slowfast_tf.training.ava_eval",
+            {"--labelmap": "--label_map"}, "AVA frame-mAP@0.5 (official evaluator semantics).",
+        )
+        metrics = evaluate_files(args.groundtruth, args.detections, args.label_map,
                                  args.exclusions, args.protocol)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -129,7 +129,7 @@ def test_evaluate_files_and_cli(tmp_path, capsys):
     ava_files.write_label_map(str(tmp_path / "map.pbtxt"), LABELS)
     ava_files.write_exclusions(str(tmp_path / "ex.csv"), [("v", 903)])
     args = ["--groundtruth", str(tmp_path / "gt.csv"), "--detections", str(tmp_path / "det.csv"),
-            "--labelmap", str(tmp_path / "map.pbtxt"), "--exclusions", str(tmp_path / "ex.csv")]
+            "--label_map", str(tmp_path / "map.pbtxt"), "--exclusions", str(tmp_path / "ex.csv")]
     m = ava_eval.main(args)
     assert m[ava_eval.MAP_KEY] == 1.0 and math.isnan(ap(m, "b"))
     assert '"PascalBoxes_Precision/mAP@0.5IOU": 1.0' in capsys.readouterr().out

@@ -229,7 +229,7 @@ def keyframes_of_segment(parsed: dict, config: AvaDataConfig, mode: str) -> tf.d
         centres)
     local = idx - parsed["start_index"]
     stored = tf.shape(parsed["frames"], out_type=tf.int64)[0]
-    message = "a clip reaches outside its segment's frames: convert with a larger --context-frames"
+    message = "a clip reaches outside its segment's frames: convert with a larger --context_frames"
     tf.debugging.assert_less(tf.reduce_max(local), stored, message=message)
     tf.debugging.assert_non_negative(local, message=message)
     count = tf.shape(secs)[0]

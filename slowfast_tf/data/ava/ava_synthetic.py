@@ -1,9 +1,9 @@
 """Deterministic synthetic AVA-like detection set (same files as the real AVA layout).
 
-    python -m slowfast_tf.data.ava.ava_synthetic --out /tmp/ava_synth --num-train 6 --num-val 2
+    python -m slowfast_tf.data.ava.ava_synthetic --output_dir /tmp/ava_synth --num_train 6 --num_val 2
 
 writes ``OUT/videos/{video_id}.mp4`` (frame 0 at video time 900 s, like PySlowFast's cuts, so
-convert with ``--time-offset 900``), ``OUT/{split}.csv`` (ground truth
+convert with ``--time_offset 900``), ``OUT/{split}.csv`` (ground truth
 ``video_id,sec,x1,y1,x2,y2,action_id,person_id``), ``OUT/{split}_boxes.csv`` (detector boxes: the
 ground-truth boxes jittered, plus one false box per keyframe, empty label, with scores),
 ``OUT/{split}_exclusions.csv`` (the first keyframe of the first video), ``OUT/label_map.pbtxt``
@@ -35,15 +35,17 @@ than half a turn: the direction is unambiguous) but 1-2 turns per slow step (dir
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
+import sys
 from collections.abc import Sequence
 
 import numpy as np
+from absl import flags
 
 from slowfast_tf.data.ava import ava_files
 from slowfast_tf.data.ava.ava_files import AvaRow
+from slowfast_tf.utils import cli_flags
 
 ACTIONS = {1: "flicker_low", 2: "flicker_high", 3: "orbit_cw", 4: "orbit_ccw", 5: "striped",
            6: "large"}
@@ -186,25 +188,32 @@ def _write_frames(folder: str, video_id: str, frames: np.ndarray) -> None:
         Image.fromarray(frame).save(os.path.join(folder, f"{video_id}_{i + 1:06d}.jpg"), quality=90)
 
 
+def define_flags(fv: flags.FlagValues) -> None:
+    f = {"flag_values": fv}
+    flags.DEFINE_string("output_dir", None, "Output directory.", **f)
+    flags.DEFINE_integer("num_train", 6, "Train videos.", **f)
+    flags.DEFINE_integer("num_val", 2, "Val videos.", **f)
+    flags.DEFINE_integer("num_test", 0, "Test videos.", **f)
+    flags.DEFINE_integer("height", 48, "Frame height.", **f)
+    flags.DEFINE_integer("width", 64, "Frame width.", **f)
+    flags.DEFINE_integer("seconds", 5, "Video length; keyframes 901...", **f)
+    flags.DEFINE_integer("fps", 30, "Frame rate.", **f)
+    flags.DEFINE_integer("seed", 0, "Random seed.", **f)
+    flags.DEFINE_bool("frames", False, "Also write JPEG frame folders.", **f)
+    flags.mark_flag_as_required("output_dir", flag_values=fv)
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--num-train", type=int, default=6, help="train videos")
-    parser.add_argument("--num-val", type=int, default=2, help="val videos")
-    parser.add_argument("--num-test", type=int, default=0, help="test videos")
-    parser.add_argument("--height", type=int, default=48)
-    parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--seconds", type=int, default=5, help="video length; keyframes 901..")
-    parser.add_argument("--fps", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--frames", action="store_true", help="also write JPEG frame folders")
-    args = parser.parse_args(argv)
+    args, _ = cli_flags.parse(
+        argv, define_flags, "python -m slowfast_tf.data.ava.ava_synthetic",
+        {"--out": "--output_dir"}, __doc__.split("\n\n")[0],
+    )
     counts = {"train": args.num_train, "val": args.num_val, "test": args.num_test}
-    info = generate(args.out, {k: v for k, v in counts.items() if v > 0}, args.height, args.width,
+    info = generate(args.output_dir, {k: v for k, v in counts.items() if v > 0}, args.height, args.width,
                     args.seconds, args.fps, args.seed, args.frames)
     print(json.dumps(info))
     return info
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli_flags.run(main))
