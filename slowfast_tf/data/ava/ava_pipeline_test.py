@@ -163,7 +163,7 @@ def test_keyframes_of_segment_gathers_clamped_clips_and_filters_boxes(tmp_path):
     oracle = list(P.keyframes_of_segment(parsed, dataclasses.replace(config, test_boxes="groundtruth"), "test"))
     assert [e["boxes"].shape[0] for e in oracle] == [2]
     # a 32x2 clip needs frames [-2, 62) clamped to [0, 59]; the segment only stores [10, 60)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="context-frames"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="context_frames"):
         list(P.keyframes_of_segment(parsed, P.AvaDataConfig(num_frames=32, sampling_rate=2), "train"))
 
 
