@@ -574,10 +574,13 @@ def main(argv, flag_values=flags.FLAGS):
 
 def _main_detect(f) -> int:
     try:
+        if f.signature_name != "serving_default":
+            raise ValueError("--boxes needs --signature_name=serving_default (a detector has no "
+                             f"other). Received: --signature_name={f.signature_name}")
         results = detect(
             f.video, f.boxes, f.server, f.rest, f.model_name, f.num_frames, f.sampling_rate,
             f.target_fps, f.resize_short_side, f.timeout,
-        ) if f.signature_name == "serving_default" else _detect_signature_error(f.signature_name)
+        )
     except (RuntimeError, ValueError, OSError) as e:
         # Server assertions carry a graph-node trailer on further lines: one line for the user.
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
@@ -585,11 +588,6 @@ def _main_detect(f) -> int:
     print(f"{f.video} via {'REST' if f.rest else 'gRPC'} {f.server} (detection, {f.boxes}):")
     print(format_detections(results))
     return 0
-
-
-def _detect_signature_error(name: str):
-    raise ValueError(f"--boxes needs --signature_name=serving_default (a detector has no other). "
-                     f"Received: --signature_name={name}")
 
 
 if __name__ == "__main__":

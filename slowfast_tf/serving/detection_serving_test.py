@@ -249,6 +249,10 @@ def test_command_line_boxes(tmp_path, ava_video, servers, capsys):
     code, out = run_main(capsys, *common, f"--boxes={many}", f"--server={grpc_addr}")
     assert code == 1 and out.err.count("\n") == 1
     assert "INVALID_ARGUMENT" in out.err and "more than max_boxes=4" in out.err
+    missing = str(tmp_path / "missing.mp4")
+    code, out = run_main(capsys, *common, f"--video={missing}", f"--boxes={csv}",
+                         "--server=127.0.0.1:1")
+    assert code == 1 and out.err.count("\n") == 1 and missing in out.err
     code, out = run_main(capsys, *common, f"--boxes={csv}", f"--server={grpc_addr}",
                          "--signature_name=serve_examples")
     assert code == 1 and "--boxes needs --signature_name=serving_default" in out.err
