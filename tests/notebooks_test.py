@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,6 +57,8 @@ _DRIVER = textwrap.dedent("""\
         "top_k_probabilities": [float(p) for p in namespace["top_k_probabilities"]],
         "classes": list(namespace["CLASSES"]),
         "eval_results": namespace["eval_results"],
+        "detection_probabilities": namespace["detection_probabilities"].tolist(),
+        "num_actors": len(namespace["actors"]),
         "work_dir_exists": __import__("os").path.exists(namespace["WORK_DIR"]),
     }
     with open(sys.argv[2], "w") as f:
@@ -140,4 +143,8 @@ def test_quickstart_notebook_runs(tmp_path):
     evaluation = result["eval_results"]  # evaluate_multiview summary, 2 clips per video
     assert (evaluation["num_videos"], evaluation["num_views"]) == (6, 12)
     assert 0.0 <= evaluation["top1"] <= 100.0
+    # Section 5: one row of 6 sigmoid probabilities per actor box (2-3 actors per clip).
+    detection = np.array(result["detection_probabilities"])
+    assert detection.shape == (result["num_actors"], 6) and 2 <= result["num_actors"] <= 3
+    assert np.all((detection > 0) & (detection < 1))
     assert not result["work_dir_exists"]  # the last cell cleans up

@@ -73,6 +73,10 @@ COVERAGE = {
     "export_main_test.py runs export.main's other flags at tiny size",
     "docker run": "EXEMPT: no Docker engine on the build machines (see the README)",
     "python -m slowfast_tf.serving.client": "slowfast_tf/serving/client_test.py::test_command_line",
+    "python export.py --model_file":
+        "slowfast_tf/serving/detection_signatures_test.py::test_export_py_exports_a_detector",
+    "python -m slowfast_tf.serving.client --video x.mp4 --boxes":
+        "slowfast_tf/serving/detection_serving_test.py::test_command_line_boxes",
 }
 
 

@@ -115,9 +115,8 @@ TINY_FLAGS = ('--model_overrides={"depth":18,"width":4,"beta_inv":4,"fusion_kern
               "--nojit_compile")
 
 
-# `large`, not run in CI: it failed once in 3 runs on 2026-12-02 (assertion output not kept) and
-# passed on the other two; until the flake is found, it must not gate a landing.
-@pytest.mark.large
+# ~3 min on 2 cores: seven fresh processes (generate, convert x2, train x2, eval, evaluator CLI).
+@pytest.mark.slow
 def test_run_synthetic_ava_script_tiny(tmp_path):
     """``bash scripts/run_synthetic_ava.sh`` at tiny size (1 train + 1 val video, 2 steps per model),
     then ``--mode=eval`` of the SlowFast run: detections CSV and frame-mAP (no performance claim)."""
@@ -149,5 +148,12 @@ def test_run_synthetic_ava_script_tiny(tmp_path):
     cli = _run(["-m", "slowfast_tf.training.ava_eval", "--groundtruth", f"{tfr}/val_groundtruth.csv",
                 "--detections", str(run / "detections.csv"), "--label_map",
                 f"{tfr}/label_map.pbtxt", "--exclusions", f"{tfr}/val_exclusions.csv"], REPO)
-    mAP = json.loads(cli.stdout.strip().splitlines()[-1])["PascalBoxes_Precision/mAP@0.5IOU"]
-    assert mAP == pytest.approx(summary["frame_mAP"], abs=0.02)  # CSV scores have 4 decimals
+    metrics = json.loads(cli.stdout.strip().splitlines()[-1])
+    # Exactly (the CLI prints 6 decimals): the CSV holds the exact scores. With PySlowFast's
+    # 4 decimals the 2-step model's near-equal scores (0.4806-0.5078) tied, the sort ordered the
+    # ties differently, and the two differed (0.014 in one run, over the old 0.02 bound in another).
+    assert metrics["PascalBoxes_Precision/mAP@0.5IOU"] == pytest.approx(summary["frame_mAP"],
+                                                                         abs=1e-6)
+    for name in per_class:
+        expected = saved["metrics"][name]
+        assert metrics[name] == (None if expected is None else pytest.approx(expected, abs=1e-6))

@@ -13,6 +13,9 @@ evaluation path of ``ava_pipeline.preprocess_keyframe`` (boxes to pixels and cli
 to ``test_size`` with the boxes, normalise, PackPathway) built from the same functions. Boxes
 outside ``[0, 1]``, inverted or empty, or more than ``max_boxes`` fail the request with a message
 naming the rule (``INVALID_ARGUMENT``).
+
+``save_detection_model(..., warmup_model_name=name)`` also writes
+``assets.extra/tf_serving_warmup_requests`` (`warmup_requests`), which TF Serving replays at load.
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ from __future__ import annotations
 import os
 import tempfile
 
+import numpy as np
 import tensorflow as tf
 
 from slowfast_tf.data import transforms
 from slowfast_tf.data.ava import ava_pipeline
-from slowfast_tf.serving import preprocessing
+from slowfast_tf.serving import preprocessing, tfserving
 
 FRAMES_KEY = "frames"
 BOXES_KEY = "boxes"
@@ -101,17 +105,41 @@ def build_detection_module(model, config: ava_pipeline.AvaDataConfig, labels: li
     return module, {DEFAULT_SIGNATURE: concrete}
 
 
+def warmup_requests(model_name: str, config: ava_pipeline.AvaDataConfig) -> list:
+    """One ``PredictRequest`` shaped like what the client sends for one keyframe.
+
+    uint8 frames ``[1, T, S, 4S/3, 3]`` (the model's T, short side ``config.test_size``, a 4:3
+    frame as AVA's mostly are) and ``min(2, max_boxes)`` boxes; a fixed seed, so the warm-up file
+    is reproducible.
+    """
+    rng = np.random.default_rng(0)
+    h = config.test_size
+    frames = rng.integers(0, 256, size=(1, config.num_frames, h, h * 4 // 3, 3), dtype=np.uint8)
+    boxes = np.array([[0.1, 0.2, 0.45, 0.95], [0.5, 0.1, 0.9, 0.9]], np.float32)
+    boxes = boxes[: config.max_boxes]
+    return [tfserving.predict_request(model_name, {FRAMES_KEY: frames, BOXES_KEY: boxes},
+                                      DEFAULT_SIGNATURE)]
+
+
 def save_detection_model(model, export_dir: str, config: ava_pipeline.AvaDataConfig,
-                         labels: list[str], top_k: int = 5) -> str:
-    """Writes the detector SavedModel (``export_dir`` must not exist); returns ``export_dir``."""
+                         labels: list[str], top_k: int = 5,
+                         warmup_model_name: str | None = None) -> str:
+    """Writes the detector SavedModel (``export_dir`` must not exist); returns ``export_dir``.
+
+    With ``warmup_model_name`` (the name in ``models.config``), also writes
+    ``assets.extra/tf_serving_warmup_requests`` before the SavedModel is moved into place.
+    """
     if tf.io.gfile.exists(export_dir):
         raise ValueError(f"`export_dir` already exists. Received: export_dir={export_dir!r}")
     module, signatures = build_detection_module(model, config, labels, top_k)
     parent = os.path.dirname(os.path.abspath(export_dir))
     os.makedirs(parent, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=parent) as tmp:
+    # A hidden sibling: TF Serving ignores non-numeric dirs, so it never sees a partial version.
+    with tempfile.TemporaryDirectory(dir=parent, prefix=".tmp-") as tmp:
         staged = os.path.join(tmp, "model")
         tf.saved_model.save(module, staged, signatures=signatures)
+        if warmup_model_name is not None:
+            tfserving.write_warmup_requests(staged, warmup_requests(warmup_model_name, config))
         os.rename(staged, export_dir)  # A complete SavedModel or none.
     return export_dir
 
@@ -120,7 +148,8 @@ def export_from_flags(model, f) -> str:
     """``export.py`` for a detector: ``<output_dir>/<model_name>/<version>/`` + models.config.
 
     Uses ``--data_preset`` (an AVA preset; default: the model's, e.g. ``ava_slowfast_32x2``),
-    ``--labels_file``, ``--top_k``, ``--version``, ``--serving_base_path``. Returns the export dir.
+    ``--labels_file``, ``--top_k``, ``--version``, ``--serving_base_path``, ``--warmup``. Returns the
+    export dir.
     """
     from slowfast_tf.serving import signatures, tfserving
     from slowfast_tf.training import detection
@@ -136,7 +165,8 @@ def export_from_flags(model, f) -> str:
     tfserving.validate_model_name(f.model_name)
     model_base = os.path.join(f.output_dir, f.model_name)
     _, final_dir = tfserving.resolve_version_dir(model_base, f.version or None)
-    save_detection_model(model, final_dir, config, labels, f.top_k)
+    save_detection_model(model, final_dir, config, labels, f.top_k,
+                         warmup_model_name=f.model_name if f.warmup else None)
     tfserving.write_models_config(os.path.join(f.output_dir, "models.config"),
                                   {f.model_name: f.serving_base_path or os.path.abspath(model_base)})
     return final_dir

@@ -1,29 +1,21 @@
 """Detector SavedModel: TF1 session loader (as TF Serving), same numbers as eager, box errors."""
 
-import dataclasses
-
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from slowfast_tf import models
-from slowfast_tf.data.ava.ava_pipeline import AVA_DATA_PRESETS
-from slowfast_tf.serving import detection_signatures
+from slowfast_tf.serving import detection_signatures, tfserving
 from slowfast_tf.testing import local_server
+from slowfast_tf.testing.serving_models import DETECTOR_LABELS as LABELS
+from slowfast_tf.testing.serving_models import detector_data_config
 
-CONFIG = dataclasses.replace(AVA_DATA_PRESETS["ava_synthetic"], num_frames=8, num_classes=5)
-LABELS = ["a", "b", "c", "d", "e"]
+CONFIG = detector_data_config()
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    model = models.build_model("slowfast_r50_ava_32x2", num_classes=5, depth=18, width=4,
-                               beta_inv=4, fusion_kernel_size=3, num_frames=8,
-                               max_boxes=CONFIG.max_boxes)
-    path = str(tmp_path_factory.mktemp("det") / "1")
-    detection_signatures.save_detection_model(model, path, CONFIG, LABELS, top_k=3)
-    runner = local_server.SessionRunner(path)
-    yield model, runner
-    runner.close()
+def exported(detector_export, detector_runner):
+    """`(model, SessionRunner)` of the shared tiny detector export (conftest.py)."""
+    return detector_export[0], detector_runner
 
 
 def test_session_loader_matches_eager_and_top_k(exported):
@@ -90,3 +82,26 @@ def test_export_py_exports_a_detector(exported, tmp_path):
     finally:
         runner.close()
     assert out["probabilities"].shape == (1, 5) and out["top_k_labels"].shape == (1, 2)
+    (warmup,) = tfserving.read_warmup_requests(str(export_dir))  # --warmup is on by default
+    assert warmup.model_spec.name == "ava" and set(warmup.inputs) == {"frames", "boxes"}
+
+
+def test_warmup_requests_parse_and_run_through_the_session_loader(exported, detector_export):
+    """What TF Serving replays at load: frames + boxes of the client's shape, valid for the graph."""
+    model, runner = exported
+    export_dir = detector_export[1]
+    requests = tfserving.read_warmup_requests(export_dir)
+    assert len(requests) == 1
+    (request,) = requests
+    assert request.model_spec.name == "tiny_detector"
+    assert request.model_spec.signature_name == "serving_default"
+    inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+    # The model's T, short side test_size (32) on a 4:3 frame, two normalised boxes.
+    assert inputs["frames"].shape == (1, 8, 32, 42, 3) and inputs["frames"].dtype == np.uint8
+    assert inputs["boxes"].shape == (2, 4) and inputs["boxes"].dtype == np.float32
+    assert detection_signatures.warmup_requests("tiny_detector", CONFIG)[0] == request  # reproducible
+    out = runner.run(request.model_spec.signature_name, inputs)
+    eager = model.build_eval_model()(
+        detection_signatures.preprocess(inputs["frames"][0], inputs["boxes"], CONFIG),
+        training=False)["probabilities"].numpy()[0, :2]
+    np.testing.assert_allclose(out["probabilities"], eager, atol=1e-5)

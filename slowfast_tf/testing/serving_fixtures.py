@@ -44,3 +44,28 @@ def session_runner(serving_export):
     runner = local_server.SessionRunner(serving_export[0].export_dir)
     yield runner
     runner.close()
+
+
+@pytest.fixture(scope="session")
+def detector_export(tmp_path_factory):
+    """`(model, export_dir, AvaDataConfig)` of the tiny AVA detector, version 1, with warm-up."""
+    from slowfast_tf.serving import detection_signatures
+    from slowfast_tf.testing import serving_models as testing_utils
+
+    model = testing_utils.tiny_detector()
+    config = testing_utils.detector_data_config()
+    path = str(tmp_path_factory.mktemp("detector_repository") / testing_utils.DETECTOR_NAME / "1")
+    detection_signatures.save_detection_model(
+        model, path, config, testing_utils.DETECTOR_LABELS, top_k=3,
+        warmup_model_name=testing_utils.DETECTOR_NAME,
+    )
+    return model, path, config
+
+
+@pytest.fixture(scope="session")
+def detector_runner(detector_export):
+    from slowfast_tf.testing import local_server
+
+    runner = local_server.SessionRunner(detector_export[1])
+    yield runner
+    runner.close()

@@ -37,3 +37,35 @@ def tiny_classifier(num_classes: int = 5, seed: int = 0, **backbone_overrides) -
     kernel = model.get_layer("head_projection").kernel
     kernel.assign(rng.normal(0, 0.1, kernel.shape).astype("float32"))
     return model
+
+
+# A tiny SlowFast AVA detector (R18-like, width 4) on the synthetic AVA preset: 8 frames, 4 box
+# slots, test short side 32.
+DETECTOR_LABELS = ["flicker_low", "flicker_high", "orbit_cw", "orbit_ccw", "striped"]
+DETECTOR_NAME = "tiny_detector"
+
+
+def detector_data_config():
+    """`AvaDataConfig` of the tiny detector (`ava_synthetic` at 8 frames, 5 classes)."""
+    import dataclasses
+
+    from slowfast_tf.data.ava.ava_pipeline import AVA_DATA_PRESETS
+
+    return dataclasses.replace(AVA_DATA_PRESETS["ava_synthetic"], num_frames=8,
+                               num_classes=len(DETECTOR_LABELS))
+
+
+def tiny_detector(seed: int = 0) -> keras.Model:
+    """A tiny `SlowFastDetector` whose head gives clearly different per-box probabilities."""
+    from slowfast_tf import models
+
+    keras.utils.set_random_seed(seed)
+    model = models.build_model("slowfast_r50_ava_32x2", num_classes=len(DETECTOR_LABELS),
+                               depth=18, width=4, beta_inv=4, fusion_kernel_size=3, num_frames=8,
+                               max_boxes=detector_data_config().max_boxes)
+    # N(0, 0.01) head weights leave every sigmoid near 0.5; larger ones separate the boxes.
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        if "projection" in weight.path and weight.path.endswith("kernel"):
+            weight.assign(rng.normal(0, 0.5, weight.shape).astype("float32"))
+    return model

@@ -140,3 +140,21 @@ def test_evaluate_files_and_cli(tmp_path, capsys):
         ava_eval.main(args)
     assert e.value.code == 2
     assert "det.csv:1: expected 8 columns" in capsys.readouterr().err
+
+
+def test_rounded_scores_make_ties_exact_scores_keep_the_map(tmp_path):
+    """Why train.py writes exact scores: an FP at 0.50724 outranks the TP at 0.50716 (AP 1/2), but
+    at 4 decimals both read back as 0.5072, the sort puts the TP first and the file says AP 1."""
+    g = [gt(A, 1)]
+    d = [det(A, 1, 0.50724, sec=903), det(A, 1, 0.50716, sec=902)]  # no ground truth at 903
+    ava_files.write_annotations(str(tmp_path / "gt.csv"), g)
+    ava_files.write_label_map(str(tmp_path / "map.pbtxt"), LABELS)
+    in_memory = ava_eval.evaluate(g, d, LABELS)[ava_eval.MAP_KEY]
+    assert in_memory == 0.5
+    for decimals, expected in ((4, 1.0), (None, in_memory)):
+        path = str(tmp_path / f"det{decimals}.csv")
+        ava_files.write_detections(path, d, score_decimals=decimals)
+        from_file = ava_eval.evaluate_files(str(tmp_path / "gt.csv"), path,
+                                            str(tmp_path / "map.pbtxt"))
+        assert from_file[ava_eval.MAP_KEY] == expected
+    assert open(path).read().splitlines()[0].endswith(",1,0.50724")

@@ -212,18 +212,22 @@ def write_exclusions(path: str, keys: Iterable[tuple[str, int]]) -> None:
 
 
 def write_detections(path: str, rows: Iterable[AvaRow], box_decimals: int = 3,
-                     score_decimals: int = 4) -> None:
+                     score_decimals: int | None = 4) -> None:
     """Detections CSV ``video_id,sec,x1,y1,x2,y2,action_id,score`` for the official tool.
 
     The defaults (``%.3f`` boxes, ``%.4f`` scores) are PySlowFast's ``write_results``; the official
-    evaluator reads any precision, and more score decimals avoid ties the rounding creates. An
-    action id of -1 is written as an empty field (a proposal without label).
+    evaluator reads any precision. ``score_decimals=None`` writes each score exactly (Python's
+    shortest round-trip ``repr``), so the file gives the same AP as the scores in memory: rounding
+    makes ties of close scores, and AP then depends on how the sort orders the tied TPs and FPs.
+    An action id of -1 is written as an empty field (a proposal without label).
     """
     with atomic_open(path, "w") as f:
         for r in rows:
             action = "" if r.action_id < 0 else str(r.action_id)
+            score = (repr(float(r.score)) if score_decimals is None
+                     else f"{float(r.score):.{score_decimals}f}")
             f.write(f"{r.video_id},{r.sec:04d},{_box_fields(r.box, box_decimals)},{action},"
-                    f"{float(r.score):.{score_decimals}f}\n")
+                    f"{score}\n")
 
 
 def detections_from_scores(
