@@ -1,15 +1,16 @@
 r"""Client for a SlowFast model behind TensorFlow Serving (gRPC or REST).
 
-Decodes a video with PyAV, samples one clip the way PySlowFast samples a test view, and calls
-`PredictionService.Predict` (gRPC, port 8500) or `POST /v1/models/<name>:predict` (REST, 8501):
+Decodes a video with `slowfast_tf.video_io` (the records' decoder and resize rule), samples one
+clip the way PySlowFast samples a test view, and calls `PredictionService.Predict` (gRPC, port
+8500) or `POST /v1/models/<name>:predict` (REST, 8501):
 
     python -m slowfast_tf.serving.client --video x.mp4 --server localhost:8500
     python -m slowfast_tf.serving.client --video x.mp4 --server localhost:8501 --rest
 
 The numeric preprocessing (short side 256, center crop, normalisation, pathway packing) runs
 inside the SavedModel. The client only downsizes frames to short side `--resize_short_side` while
-decoding (as PySlowFast's datasets are pre-resized to 256 with ffmpeg), which keeps a 32-frame
-request at ~6 MB instead of ~200 MB at 1080p.
+decoding, by the same rule as `tfrecords_tools` records (PySlowFast's datasets are pre-resized to
+256 with ffmpeg too), which keeps a 32-frame request at ~6 MB instead of ~200 MB at 1080p.
 """
 
 from __future__ import annotations
@@ -26,14 +27,13 @@ if __name__ == "__main__":  # Before TF is imported: no duplicated start-up/cuIn
 
     tf_startup.quiet_tf_startup()
 
-import av  # noqa: E402
-import grpc
+import grpc  # noqa: E402
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
-from tqdm import tqdm
 
+from slowfast_tf import video_io
 from slowfast_tf.data import transforms
 from slowfast_tf.serving.payloads import encode_sequence_example
 
@@ -44,46 +44,21 @@ EXAMPLES_KEY = "examples"
 def decode_video(
     path: str, resize_short_side: int = 0, max_frames: int | None = None
 ) -> tuple[np.ndarray, float]:
-    """Decodes the first video stream to RGB uint8.
+    """Decodes the first video stream to RGB uint8 with `video_io.read_frames`.
 
     Args:
         path: video file readable by FFmpeg.
-        resize_short_side: if > 0, scale each frame so its short side has this length (bilinear
-            swscale, aspect ratio kept, as ffmpeg's `scale` filter used to pre-resize Kinetics).
+        resize_short_side: if > 0, resize so the short side has this length by the records'
+            rule (`video_io.output_size`: AREA, long side rounded to even), so served frames
+            match the training records.
         max_frames: stop after this many frames (None: the whole video).
 
     Returns:
-        `(frames uint8 [N, H, W, 3], fps)`.
+        `(frames uint8 [N, H, W, 3], fps)` at the source's average rate.
     """
-    if resize_short_side < 0:
-        raise ValueError(f"`resize_short_side` must be >= 0. Received: {resize_short_side}")
-    if max_frames is not None and max_frames < 1:
-        raise ValueError(f"`max_frames` must be >= 1 or None. Received: max_frames={max_frames}")
-    frames = []
-    with av.open(path) as container:
-        if not container.streams.video:
-            raise ValueError(f"No video stream in file. Received: path={path!r}")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        fps = float(stream.average_rate or stream.guessed_rate or 30)
-        total = min(x for x in (stream.frames or None, max_frames, float("inf")) if x)
-        progress = tqdm(
-            container.decode(stream), total=None if total == float("inf") else total,
-            desc="decode", unit="frame", leave=False, disable=not sys.stderr.isatty(),
-        )
-        for frame in progress:
-            if max_frames is not None and len(frames) >= max_frames:
-                break
-            if resize_short_side:
-                h, w = frame.height, frame.width
-                scale = resize_short_side / min(h, w)
-                frame = frame.reformat(
-                    width=max(1, round(w * scale)), height=max(1, round(h * scale)), format="rgb24"
-                )
-            frames.append(frame.to_ndarray(format="rgb24"))
-    if not frames:
-        raise ValueError(f"No frames could be decoded. Received: path={path!r}")
-    return np.stack(frames), fps
+    return video_io.read_frames(
+        path, short_side=resize_short_side, max_frames=max_frames, progress=True
+    )
 
 
 def clip_indices(
@@ -219,14 +194,6 @@ def predict_rest(
     return {k: np.asarray(v) for k, v in outputs.items()}
 
 
-def _probe_fps(path: str) -> float:
-    with av.open(path) as container:
-        if not container.streams.video:
-            raise ValueError(f"No video stream in file. Received: path={path!r}")
-        stream = container.streams.video[0]
-        return float(stream.average_rate or stream.guessed_rate or 30)
-
-
 def _window_frames(fps: float, num_frames: int, sampling_rate: int, target_fps: float) -> int:
     """Native frames covered by one clip window (`ceil` of the data layer's clip size)."""
     size = float(transforms.clip_size_in_frames(fps, num_frames, sampling_rate, target_fps))
@@ -263,7 +230,7 @@ def load_clip(
     """
     max_frames = None
     if position == "start":
-        fps = _probe_fps(video)
+        fps = video_io.probe(video).fps
         max_frames = _window_frames(fps, num_frames, sampling_rate, target_fps)
     frames, fps = decode_video(video, resize_short_side, max_frames)
     idx = clip_indices(len(frames), fps, num_frames, sampling_rate, target_fps, position)
