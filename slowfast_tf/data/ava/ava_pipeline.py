@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from slowfast_tf.clip_spec import CLIP_SPECS
 from slowfast_tf.data import transforms
 from slowfast_tf.data.ava.ava_records import parse_segment_example
 
@@ -91,18 +92,26 @@ class AvaDataConfig:
                              f"alpha={self.alpha}")
 
 
+def _from_clip_spec(name: str, **fields) -> AvaDataConfig:
+    """The AVA data preset whose clip settings are the clip spec `name` (their one owner)."""
+    spec = CLIP_SPECS[name]
+    return AvaDataConfig(
+        num_frames=spec.num_frames, sampling_rate=spec.sampling_rate, alpha=spec.alpha,
+        pathways=spec.pathways, train_jitter=spec.train_jitter_scales, train_crop=spec.train_crop,
+        test_size=spec.short_side, mean=spec.mean, std=spec.std, **fields,
+    )
+
+
+# Named like the clip specs (and the detector presets' `clip_spec`), see slowfast_tf/clip_spec.py.
 AVA_DATA_PRESETS = {
     # SLOWFAST_32x2_R50_SHORT: 32x2, alpha 4, jitter [256, 320], crop 224, test 224, thresh 0.8
-    "ava_slowfast_32x2": AvaDataConfig(),
+    "ava_slowfast_32x2": _from_clip_spec("ava_slowfast_32x2"),
     # c2/SLOWFAST_32x2_R101_50_50 (the released model): test short side 256
-    "ava_slowfast_32x2_c2": AvaDataConfig(test_size=256),
+    "ava_slowfast_32x2_c2": _from_clip_spec("ava_slowfast_32x2_c2"),
     # SLOW_4x16: 4 frames at rate 16, threshold 0.9
-    "ava_slow_4x16": AvaDataConfig(num_frames=4, sampling_rate=16, alpha=1, pathways=("slow",),
-                                   detection_score_thresh=0.9),
+    "ava_slow_4x16": _from_clip_spec("ava_slow_4x16", detection_score_thresh=0.9),
     # the synthetic set on CPU: 16x2 at 48x64 source, 32 crop
-    "ava_synthetic": AvaDataConfig(num_frames=16, sampling_rate=2, train_jitter=(32, 40),
-                                   train_crop=32, test_size=32, max_boxes=4,
-                                   detection_score_thresh=0.5),
+    "ava_synthetic": _from_clip_spec("ava_synthetic", max_boxes=4, detection_score_thresh=0.5),
 }
 
 

@@ -26,6 +26,9 @@ AVA_NUM_CLASSES = 80
 class SlowFastDetectorPreset(SlowFastPreset):
     """A detection recipe: ``SlowFastPreset`` fields plus the RoI head and box settings.
 
+    ``clip_spec`` names one of the ``ava_*`` clip specs (their test view is the whole frame at
+    short side ``test_short_side``).
+
     Args:
         aligned: bool, RoIAlign ``aligned`` (``DETECTION.ALIGNED``): True in the ``*_SHORT``
             configs, False in the released ``c2`` models and PyTorchVideo.
@@ -51,8 +54,7 @@ _PRESETS = {
     "slowfast_r50_ava_32x2": SlowFastDetectorPreset(
         "SlowFast R50 32x2 AVA detector (configs/AVA/SLOWFAST_32x2_R50_SHORT.yaml)",
         _sf(50, 7),
-        sampling_rate=2,
-        test_crop_size=224,
+        clip_spec="ava_slowfast_32x2",
         aligned=True,
         box_score_threshold=0.8,
     ),
@@ -66,16 +68,14 @@ _PRESETS = {
             nonlocal_locations=[[], [], [6, 13, 20], []],
             nonlocal_pool=(2, 2, 2),
         ),
-        sampling_rate=2,
-        test_crop_size=256,
+        clip_spec="ava_slowfast_32x2_c2",
         aligned=False,
         box_score_threshold=0.8,
     ),
     "slow_r50_ava_4x16": SlowFastDetectorPreset(
         "Slow-only R50 4x16 AVA detector (configs/AVA/SLOW_8x8_R50_SHORT.yaml: 4 frames x 16)",
         dict(arch="slow", depth=50, num_frames=4, **_AVA_STRIDES),
-        sampling_rate=16,
-        test_crop_size=256,
+        clip_spec="ava_slow_4x16",
         aligned=True,
         box_score_threshold=0.9,
     ),
@@ -83,8 +83,7 @@ _PRESETS = {
         "PyTorchVideo slowfast_r50_detection (SLOWFAST_8x8_R50_DETECTION.pyth): SlowFast R50 "
         "8x8, fusion kernel 7, RoIAlign aligned=False",
         _sf(50, 7),
-        sampling_rate=2,
-        test_crop_size=256,
+        clip_spec="ava_slowfast_32x2_c2",
         aligned=False,
         box_score_threshold=0.8,
     ),
