@@ -17,15 +17,20 @@ the same pixels at training and at serving time:
   300,000 held frames; such videos raise `VideoRefused` while decoding, before the work is spent.
 
 Every failure is a `VideoError` (a `ValueError`) with a one-line message naming the file.
+
+Writing (`write_mp4`, `write_gif`, `write_video`) is here too: the synthetic data set and
+`predict --visualize` use it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fractions
+import itertools
 import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -339,3 +344,108 @@ def read_frames(
             break
     bar.close()
     return np.stack(frames), float(fps)
+
+
+# === Writing ===
+
+
+def pick_codec() -> str:
+    """First of libx264 / mpeg4 this PyAV build can encode."""
+    import av
+
+    for codec in ("libx264", "mpeg4"):
+        try:
+            av.codec.Codec(codec, "w")
+            return codec
+        except Exception:  # noqa: BLE001 - PyAV raises several types for a missing encoder
+            continue
+    raise RuntimeError("PyAV has neither libx264 nor mpeg4 encoders; cannot write MP4 files.")
+
+
+def rgb_to_yuv420p(frame: np.ndarray) -> np.ndarray:
+    """uint8 ``[H, W, 3]`` RGB (H, W even) -> ``[H * 3 // 2, W]`` planar YUV 4:2:0, BT.601
+    limited range, in exact integer arithmetic (the layout ``VideoFrame.from_ndarray`` takes).
+
+    Chroma averages horizontal pixel pairs and filters rows with taps (1, 3, 3, 1) / 8 (edge
+    rows repeated), as FFmpeg's swscale does, but the result depends on nothing but the input:
+    swscale itself picks SIMD paths and slice threads at run time.
+    """
+    height, width = frame.shape[:2]
+    rgb = frame.astype(np.int64)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = (65481 * r + 128553 * g + 24966 * b + 127500) // 255000 + 16
+    pairs = rgb[:, 0::2] + rgb[:, 1::2]  # [H, W / 2, 3], 2x the mean
+    padded = np.concatenate([pairs[:1], pairs, pairs[-1:]], axis=0)
+    sums = padded[0:-3:2] + 3 * padded[1:-2:2] + 3 * padded[2:-1:2] + padded[3::2]  # 16x the mean
+    rs, gs, bs = sums[..., 0], sums[..., 1], sums[..., 2]
+    scale = 16 * 255000
+    u = (-37797 * rs - 74203 * gs + 112000 * bs + scale // 2) // scale + 128
+    v = (112000 * rs - 93786 * gs - 18214 * bs + scale // 2) // scale + 128
+    planes = [np.clip(p, 0, 255).astype(np.uint8).ravel() for p in (y, u, v)]
+    return np.concatenate(planes).reshape(height * 3 // 2, width)
+
+
+def write_mp4(path: str, frames: Iterable[np.ndarray], fps: float = 30,
+              codec: str | None = None) -> int:
+    """Encodes uint8 ``[H, W, 3]`` RGB frames (H, W even; an array ``[T, H, W, 3]`` or any
+    iterable, consumed one frame at a time) to an MP4 file with PyAV; returns the frame count.
+
+    Reproducible: the frames reach the encoder already in its pixel format (see
+    `rgb_to_yuv420p`), so FFmpeg does no conversion, and the encoder runs on one thread.
+    Written to a temporary file in the same folder and renamed when complete.
+    """
+    import av
+
+    from slowfast_tf.utils import fileio
+
+    codec = codec or pick_codec()
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise ValueError(f"No frames to write. Received: path={path!r}")
+    height, width = first.shape[:2]
+    if height % 2 or width % 2:
+        raise ValueError(f"MP4 frames need even sides. Received: shape={first.shape}")
+    count = 0
+    with fileio.atomic_path(path) as tmp, av.open(tmp, mode="w", format="mp4") as container:
+        stream = container.add_stream(codec, rate=fractions.Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.thread_count = 1
+        stream.codec_context.thread_type = "NONE"
+        if codec == "libx264":
+            stream.options = {"crf": "16", "preset": "veryfast", "threads": "1"}
+        else:
+            stream.codec_context.bit_rate = 2_000_000
+        for frame in itertools.chain([first], frames):
+            yuv = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")
+            for packet in stream.encode(yuv):
+                container.mux(packet)
+            count += 1
+        for packet in stream.encode():
+            container.mux(packet)
+    return count
+
+
+def write_gif(path: str, frames: Iterable[np.ndarray], fps: float) -> int:
+    """Writes RGB frames as a looping GIF with PIL (atomically); returns the frame count."""
+    from PIL import Image
+
+    from slowfast_tf.utils import fileio
+
+    images = [Image.fromarray(np.asarray(f, np.uint8)) for f in frames]
+    if not images:
+        raise ValueError(f"No frames to write. Received: path={path!r}")
+    with fileio.atomic_path(path) as tmp:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                       duration=round(1000 / fps), loop=0)
+    return len(images)
+
+
+def write_video(path: str, frames: Iterable[np.ndarray], fps: float) -> int:
+    """`write_mp4` or `write_gif` by the file extension (``.mp4`` / ``.gif``)."""
+    extension = os.path.splitext(path)[1].lower()
+    if extension == ".mp4":
+        return write_mp4(path, frames, fps)
+    if extension == ".gif":
+        return write_gif(path, frames, fps)
+    raise ValueError(f"The video file must end in .mp4 or .gif. Received: {path!r}")
