@@ -552,20 +552,28 @@ def main(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS) -> in
         return 2
 
 
-def parse_flags(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
-    """Parses absl flags; a bad flag is one ``error:`` line and exit status 2."""
+def _parse(argv: Sequence[str], flag_values: flags.FlagValues) -> list[str] | None:
     try:
         return flag_values(list(argv))
     except flags.Error as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
+        return None
+
+
+def parse_flags(argv: Sequence[str]) -> list[str]:
+    """absl's parser for `app.run`; a bad flag is one ``error:`` line and exit status 2."""
+    rest = _parse(argv, flags.FLAGS)
+    if rest is None:
         sys.exit(2)
+    return rest
 
 
 def run(argv: Sequence[str]) -> int:
     """The command in process, with its own flag values (tests; no ``--help``)."""
     flag_values = flags.FlagValues()
     define_flags(flag_values)
-    return main(parse_flags(argv, flag_values), flag_values)
+    rest = _parse(argv, flag_values)
+    return 2 if rest is None else main(rest, flag_values)
 
 
 if __name__ == "__main__":
