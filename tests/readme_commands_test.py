@@ -73,6 +73,10 @@ COVERAGE = {
     "export_main_test.py runs export.main's other flags at tiny size",
     "docker run": "EXEMPT: no Docker engine on the build machines (see the README)",
     "python -m slowfast_tf.serving.client": "slowfast_tf/serving/client_test.py::test_command_line",
+    "python -m slowfast_tf.predict my_video.mp4":
+        "slowfast_tf/predict_test.py::test_windows_json_csv_and_printed_report",
+    "python -m slowfast_tf.predict videos/":
+        "slowfast_tf/predict_test.py::test_directory_preset_weights_gif_and_a_bad_video",
 }
 
 
