@@ -28,7 +28,8 @@ TensorFlow 2 / Keras 3, end to end on a CPU in about a minute:
 1. build a SlowFast preset and count its parameters and GFLOPs (no forward pass of the big model);
 2. run a tiny SlowFast (R18 depth, width 8) on a clip packed into its two pathways;
 3. make a tiny synthetic video dataset, convert it to TFRecords, train with `model.fit` and evaluate;
-4. export a TF Serving SavedModel and classify a uint8 clip through its signature.
+4. export a TF Serving SavedModel and classify a uint8 clip through its signature;
+5. predict over a whole video with sliding windows (`python -m slowfast_tf.predict`).
 
 Everything is written to a temporary directory, removed in the last cell. See the project
 [README](../README.md) for the command-line tools and [docs/DESIGN.md](../docs/DESIGN.md) for the
@@ -223,6 +224,25 @@ true_label = tf.train.SequenceExample.FromString(record.numpy()).context.feature
 by_example = loaded.signatures["serve_examples"](examples=tf.reshape(record, [1]))
 print("\\nSequenceExample of a", true_label.bytes_list.value[0].decode(), "video ->",
       [label.decode() for label in by_example["top_k_labels"].numpy()[0]])"""),
+    ("markdown", """\
+## 5. Predict on a whole video
+
+`python -m slowfast_tf.predict my_video.mp4 --model model.keras --labels classes.txt` slides clips
+of the model's length over a whole video, prints the top-k per window and for the video, and can
+write JSON/CSV, per-window features, the video with the labels drawn on it and a timeline plot
+(see the README). In Python, `predict.Predictor` does the same for one video. Clip settings come
+from the model (its clip spec); keyword arguments override single fields, here the tiny model's
+16 frames and 32 px crop."""),
+    ("code", """\
+from slowfast_tf import predict
+
+clip_spec = predict.resolve_clip_spec(tiny, num_frames=NUM_FRAMES, test_crop=CROP,
+                                      test_short_side=CROP)
+predictor = predict.Predictor(tiny, clip_spec, batch_size=4)
+video = os.path.join(video_dir, "videos", "test", "grow", "grow_0000.mp4")
+prediction = predictor.predict_video(video, stride_seconds=0.5)
+print(predict.format_prediction(prediction, list(CLASSES), 2))
+print("features per window:", prediction.features.shape)"""),
     ("markdown", """\
 ## Next steps
 

@@ -56,6 +56,9 @@ _DRIVER = textwrap.dedent("""\
         "top_k_probabilities": [float(p) for p in namespace["top_k_probabilities"]],
         "classes": list(namespace["CLASSES"]),
         "eval_results": namespace["eval_results"],
+        "predict_windows": [[float(s), float(e)] for s, e in
+                            zip(namespace["prediction"].starts, namespace["prediction"].ends)],
+        "predict_features": list(namespace["prediction"].features.shape),
         "work_dir_exists": __import__("os").path.exists(namespace["WORK_DIR"]),
     }
     with open(sys.argv[2], "w") as f:
@@ -140,4 +143,7 @@ def test_quickstart_notebook_runs(tmp_path):
     evaluation = result["eval_results"]  # evaluate_multiview summary, 2 clips per video
     assert (evaluation["num_videos"], evaluation["num_views"]) == (6, 12)
     assert 0.0 <= evaluation["top1"] <= 100.0
+    # 1.2 s = 36 frames; 32-frame windows (16 x rate 2): the one at 0 and the one ending at 36.
+    assert result["predict_windows"] == [[0.0, 32 / 30], [4 / 30, 1.2]]
+    assert result["predict_features"] == [2, 320]
     assert not result["work_dir_exists"]  # the last cell cleans up
