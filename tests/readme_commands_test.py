@@ -68,9 +68,8 @@ COVERAGE = {
         "tests/readme_commands_test.py::test_synthetic_slowfast_command_rejects_bad_labels",
     "python train.py --flagfile=configs/synthetic_slow.flags":
         "tests/readme_commands_test.py::test_synthetic_slow_command_survives_a_truncated_shard",
-    "python export.py": "EXEMPT: full-size preset with converted Kinetics weights (minutes, 138 MB); "
-    "slowfast_tf/serving/large_export_test.py exports that preset (--run-large), "
-    "export_main_test.py runs export.main's other flags at tiny size",
+    "python export.py":
+        "slowfast_tf/serving/export_main_test.py::test_readme_export_command_tiny_reads_the_sidecar",
     "docker run": "EXEMPT: no Docker engine on the build machines (see the README)",
     "python -m slowfast_tf.serving.client": "slowfast_tf/serving/client_test.py::test_command_line",
 }
