@@ -68,9 +68,8 @@ COVERAGE = {
         "tests/readme_commands_test.py::test_synthetic_slowfast_command_rejects_bad_labels",
     "python train.py --flagfile=configs/synthetic_slow.flags":
         "tests/readme_commands_test.py::test_synthetic_slow_command_survives_a_truncated_shard",
-    "python export.py": "EXEMPT: full-size preset with converted Kinetics weights (minutes, 138 MB); "
-    "slowfast_tf/serving/large_export_test.py exports that preset (--run-large), "
-    "export_main_test.py runs export.main's other flags at tiny size",
+    "python export.py":
+        "slowfast_tf/serving/export_main_test.py::test_readme_export_command_tiny_reads_the_sidecar",
     "docker run": "EXEMPT: no Docker engine on the build machines (see the README)",
     "python -m slowfast_tf.serving.client": "slowfast_tf/serving/client_test.py::test_command_line",
     "python -m slowfast_tf.predict my_video.mp4":
@@ -180,8 +179,18 @@ def test_readme_no_data_command_runs_cleanly(tmp_path):
     assert "--epochs=1" in args and "--fake_data" in args
     out = _run(args + ["--verbose=0", "--notensorboard"], tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
-    for name in ("final.weights.h5", "model.keras", "flags.txt", "flags.json"):
+    for name in ("final.weights.h5", "final.clip_spec.json", "model.keras", "flags.txt",
+                 "flags.json"):
         assert (tmp_path / "smoke" / name).exists(), name
+    # The clip spec it trained with travels in model.keras and next to the weights.
+    import zipfile
+
+    from slowfast_tf.clip_spec import CLIP_SPECS, ClipSpec
+
+    with zipfile.ZipFile(tmp_path / "smoke" / "model.keras") as archive:
+        saved = json.loads(archive.read("config.json"))["config"]["clip_spec"]
+    assert ClipSpec.from_dict(saved) == CLIP_SPECS["slowfast_8x8"]
+    assert ClipSpec.load(str(tmp_path / "smoke" / "final.clip_spec.json")) == CLIP_SPECS["slowfast_8x8"]
     assert "warming up for 1 epochs" in out.stderr
     for noise in _NOISE:
         assert noise not in out.stderr, out.stderr[:2000]

@@ -73,15 +73,10 @@ def build_detector(model_name: str, num_classes: int, data_config: AvaDataConfig
     overrides = dict(overrides)
     overrides.setdefault("num_frames", data_config.num_frames)
     overrides.setdefault("max_boxes", data_config.max_boxes)
-    model = build_model(model_name, num_classes=num_classes, **overrides)
-    expected = frames_per_pathway(data_config)
-    got = {k: model.input[k].shape[1] for k in model.pathways}
-    if got != expected:
-        raise ValueError(
-            "Model and data disagree on frames per pathway; fix --data_overrides/--model_overrides."
-            f" Received: model={got}, data={expected}"
-        )
-    return model
+    return trainer.build_with_clip_spec(
+        lambda **spec: build_model(model_name, num_classes=num_classes, **overrides, **spec),
+        data_config.clip_spec,
+    )
 
 
 def pack_labels(labels, box_mask):

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from slowfast_tf.clip_spec import CLIP_SPECS
+from slowfast_tf.clip_spec import CLIP_SPECS, ClipSpec
 from slowfast_tf.data import transforms
 from slowfast_tf.data.ava.ava_records import parse_segment_example
 
@@ -90,6 +90,16 @@ class AvaDataConfig:
             raise ValueError("max_boxes must be >= 1 and num_frames a multiple of alpha. "
                              f"Received: max_boxes={self.max_boxes}, num_frames={self.num_frames}, "
                              f"alpha={self.alpha}")
+
+    @property
+    def clip_spec(self) -> ClipSpec:
+        """The clip settings as a `ClipSpec` (the test view is the whole frame at `test_size`)."""
+        return ClipSpec(
+            num_frames=self.num_frames, sampling_rate=self.sampling_rate, alpha=self.alpha,
+            pathways=tuple(self.pathways), train_crop=self.train_crop, test_crop=self.test_size,
+            test_short_side=self.test_size, train_jitter_scales=tuple(self.train_jitter),
+            mean=self.mean, std=self.std,
+        )
 
 
 def _from_clip_spec(name: str, **fields) -> AvaDataConfig:

@@ -9,7 +9,7 @@ here for these names.
 import dataclasses
 from types import MappingProxyType
 
-from slowfast_tf.models.common.presets import PresetFamily
+from slowfast_tf.models.common.presets import PresetFamily, clip_spec_for
 from slowfast_tf.models.slowfast.slowfast_backbone import SlowFastBackbone
 from slowfast_tf.models.slowfast.slowfast_detector import SlowFastDetector
 from slowfast_tf.models.slowfast.slowfast_presets import SlowFastPreset
@@ -17,7 +17,7 @@ from slowfast_tf.models.slowfast.slowfast_presets import SlowFastPreset
 # Keyword arguments of ``build_model`` that configure the detector head, not the backbone.
 DETECTOR_KWARGS = (
     "dropout", "roi_output_size", "spatial_scale", "sampling_ratio", "aligned", "activation",
-    "max_boxes",
+    "max_boxes", "clip_spec",
 )  # fmt: skip
 AVA_NUM_CLASSES = 80
 
@@ -103,7 +103,8 @@ class _DetectorPresetFamily(PresetFamily):
             **overrides: any backbone kwarg (e.g. ``depth=18, width=8, image_size=64`` for a
                 tiny model) or detector kwarg (``dropout``, ``roi_output_size``,
                 ``spatial_scale``, ``sampling_ratio``, ``aligned``, ``activation``,
-                ``max_boxes``); ``aligned`` defaults to the preset's.
+                ``max_boxes``, ``clip_spec``); ``aligned`` defaults to the preset's, ``clip_spec``
+                to the preset's named spec.
 
         Returns:
             ``SlowFastDetector``; output logits ``[B, max_boxes, num_classes]``.
@@ -112,6 +113,8 @@ class _DetectorPresetFamily(PresetFamily):
         head_kwargs = {k: overrides.pop(k) for k in DETECTOR_KWARGS if k in overrides}
         head_kwargs.setdefault("aligned", preset.aligned)
         backbone = self.backbone_cls(**{**preset.backbone, **overrides})
+        if head_kwargs.get("clip_spec") is None:
+            head_kwargs["clip_spec"] = clip_spec_for(preset, backbone)
         return self.classifier_cls(
             backbone, num_classes=num_classes, name=preset_name, **head_kwargs
         )
