@@ -226,18 +226,12 @@ class Predictor:
         self.spec, self.batch_size = spec, batch_size
         self.eval_model = model.build_eval_model()
         self.window = spec.num_frames * spec.sampling_rate  # frames at spec.target_fps
-        config = preprocessing.test_data_config(
-            num_frames=spec.num_frames, alpha=spec.alpha, pathways=spec.pathways,
-            short_side=spec.short_side, crop_size=spec.test_crop,
-            sampling_rate=spec.sampling_rate, target_fps=spec.target_fps, mean=spec.mean,
-            std=spec.std,
-        )
         # The clip's frames within a window: the serving path's linspace (PySlowFast's test view).
         self.offsets = preprocessing.temporal_subsample(
             tf.range(self.window), spec.num_frames
         ).numpy()
         self._preprocess = tf.function(
-            lambda clip: preprocessing.preprocess_frames(clip, config),
+            lambda clip: preprocessing.preprocess_frames(clip, spec),
             input_signature=[tf.TensorSpec([spec.num_frames, None, None, 3], tf.uint8)],
         )
 

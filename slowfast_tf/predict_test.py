@@ -18,12 +18,10 @@ import pytest
 from PIL import Image
 
 from slowfast_tf import models, predict, video_io
+from slowfast_tf.clip_spec import ClipSpec
 from slowfast_tf.data import synthetic
 
 LABELS = ["flicker_low", "flicker_high", "dart_up", "dart_down", "grow", "shrink"]
-# The tiny model takes 8 fast frames at 32x32 (its clip spec says so once the model carries one;
-# the flags keep this test independent of the preset's full-size spec).
-CLIP_FLAGS = ["--num_frames=8", "--test_crop=32", "--test_short_side=32"]
 OVERRIDES = {"depth": 18, "width": 8, "beta_inv": 4, "fusion_kernel_size": 5, "num_frames": 8,
              "image_size": 32}
 
@@ -58,7 +56,7 @@ def setup(tmp_path_factory):
     out.mkdir()
     code, stdout, stderr = run(
         str(videos / "my_video.mp4"), f"--model={root / 'model.keras'}",
-        f"--labels={root / 'classes.txt'}", *CLIP_FLAGS, "--stride_seconds=0.5", "--top_k=6",
+        f"--labels={root / 'classes.txt'}", "--stride_seconds=0.5", "--top_k=6",
         "--batch_size=3", f"--output_json={out / 'preds.json'}",
         f"--output_csv={out / 'preds.csv'}", f"--features={out / 'feats.npy'}",
         f"--visualize={out / 'preds.mp4'}", f"--timeline={out / 'timeline.png'}", "--noprogress",
@@ -80,7 +78,10 @@ def test_window_starts():
 @pytest.mark.slow  # builds, saves and runs the tiny model (~30-60 s on 2 loaded cores)
 def test_windows_json_csv_and_printed_report(setup):
     report = json.loads((setup["out"] / "preds.json").read_text())
-    assert report["clip_spec"]["num_frames"] == 8 and report["stride_seconds"] == 0.5
+    # The clip settings the model carries: 8 fast frames at rate 2, 32 px (its image_size).
+    spec = report["clip_spec"]
+    assert (spec["num_frames"], spec["sampling_rate"], spec["test_crop"]) == (8, 2, 32)
+    assert spec["test_short_side"] == 32 and report["stride_seconds"] == 0.5
     (video,) = report["videos"]
     assert video["video"].endswith("my_video.mp4") and video["duration"] == pytest.approx(2.0)
     # 16-frame windows (8 frames x rate 2 at 30 fps = 0.533 s) every 15 frames, and the last one
@@ -114,12 +115,10 @@ def test_window_probabilities_and_features_equal_the_model_on_that_clip(setup):
     assert features.shape == (4, eval_model.output["features"].shape[-1]) and features.dtype == np.float32
     frames, _ = video_io.read_frames(str(setup["videos"] / "my_video.mp4"), target_fps=30,
                                      short_side=32)
-    config = preprocessing.test_data_config(
-        num_frames=8, alpha=4, pathways=("slow", "fast"), short_side=32, crop_size=32,
-        sampling_rate=2, target_fps=30.0, mean=(0.45,) * 3, std=(0.225,) * 3)
+    spec = ClipSpec(num_frames=8, sampling_rate=2, test_crop=32, test_short_side=32)
     report = json.loads((setup["out"] / "preds.json").read_text())["videos"][0]
     for k, start in ((0, 0), (3, 44)):
-        inputs = preprocessing.preprocess_frames(frames[start : start + 16], config)
+        inputs = preprocessing.preprocess_frames(frames[start : start + 16], spec)
         out = eval_model({key: v[None] for key, v in inputs.items()})
         np.testing.assert_allclose(features[k], out["features"][0], rtol=1e-4, atol=1e-5)
         got = {e["id"]: e["probability"] for e in report["windows"][k]["top_k"]}
@@ -148,7 +147,7 @@ def test_directory_preset_weights_gif_and_a_bad_video(setup, tmp_path):
     try:
         code, stdout, stderr = run(
             str(videos), "--preset=slowfast_r50_8x8", f"--weights={setup['root'] / 'model.weights.h5'}",
-            f"--model_overrides={json.dumps(OVERRIDES)}", "--num_classes=6", *CLIP_FLAGS,
+            f"--model_overrides={json.dumps(OVERRIDES)}", "--num_classes=6",
             "--stride_seconds=0.5", "--top_k=6", f"--output_json={tmp_path / 'all.json'}",
             f"--features={tmp_path / 'f.npy'}", f"--visualize={tmp_path / 'v.gif'}",
             "--visualize_short_side=64", "--noprogress",
@@ -171,6 +170,12 @@ def test_directory_preset_weights_gif_and_a_bad_video(setup, tmp_path):
     with Image.open(tmp_path / "v.short.gif") as gif:
         assert gif.n_frames == 9 and gif.size == (64, 64)
     assert "short.mp4 (0.30 s, 1 windows)" in stdout
+    # Clip flags override the model's spec (checked against the model before any decoding).
+    code, _, stderr = run(str(videos / "short.mp4"), f"--model={setup['root'] / 'model.keras'}",
+                          "--num_frames=16")
+    assert code == 2 and stderr.strip() == (
+        "error: the clip spec gives {'slow': 4, 'fast': 16} frames but the model takes "
+        "{'slow': 2, 'fast': 8}; fix --num_frames (and the model's clip spec)")
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path):
