@@ -21,6 +21,7 @@ import re
 import sys
 import time
 
+from slowfast_tf import clip_spec
 from slowfast_tf.convert import checkpoints, name_maps
 from slowfast_tf.utils import fileio
 
@@ -178,9 +179,12 @@ def convert(args):
         # Temp file + rename: a kill mid-write leaves the previous --out file intact.
         with fileio.atomic_path(args.out) as tmp:
             model.save_weights(tmp)
+        # X.clip_spec.json next to X.weights.h5: the preset's clip spec, which export.py and the
+        # other tools read instead of asking for clip flags.
+        sidecar = clip_spec.from_model(model).save(clip_spec.sidecar_path(args.out))
     except OSError as e:
         return _fail(f"cannot write --out {args.out}: {e.strerror or e}")
-    print(f"Wrote {args.out} ({time.time() - started:.1f} s)")
+    print(f"Wrote {args.out} and {sidecar} ({time.time() - started:.1f} s)")
 
     if not args.verify:
         return 0

@@ -7,10 +7,14 @@ clip the way PySlowFast samples a test view, and calls `PredictionService.Predic
     python -m slowfast_tf.serving.client --video x.mp4 --server localhost:8500
     python -m slowfast_tf.serving.client --video x.mp4 --server localhost:8501 --rest
 
-The numeric preprocessing (short side 256, center crop, normalisation, pathway packing) runs
-inside the SavedModel. The client only downsizes frames to short side `--resize_short_side` while
-decoding, by the same rule as `tfrecords_tools` records (PySlowFast's datasets are pre-resized to
-256 with ffmpeg too), which keeps a 32-frame request at ~6 MB instead of ~200 MB at 1080p.
+The clip settings (frames, sampling rate, fps, short side) are asked from the served model first
+(its `metadata` signature returns its `ClipSpec`), so no clip flag is needed; `--num_frames`,
+`--sampling_rate`, `--target_fps` and `--resize_short_side` only override them. The numeric
+preprocessing (short side, center crop, normalisation, pathway packing) runs inside the
+SavedModel. The client only downsizes frames to the model's short side while decoding, by the
+same rule as `tfrecords_tools` records (`slowfast_tf.video_io`; PySlowFast's datasets are
+pre-resized to 256 with ffmpeg too), which keeps a 32-frame request at ~6 MB instead of ~200 MB
+at 1080p.
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ from absl import app, flags
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from slowfast_tf import video_io
+from slowfast_tf.clip_spec import ClipSpec
 from slowfast_tf.data import transforms
+from slowfast_tf.serving import signatures
 from slowfast_tf.serving.payloads import encode_sequence_example
 
 FRAMES_KEY = "frames"
@@ -125,6 +131,27 @@ def _request_inputs(
     return {FRAMES_KEY: frames}
 
 
+def _call_grpc(
+    inputs: dict[str, np.ndarray], server: str, model_name: str, signature_name: str,
+    timeout: float,
+) -> dict[str, np.ndarray]:
+    """One `PredictionService.Predict` call with numpy `inputs`; numpy outputs."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = signature_name
+    for key, value in inputs.items():
+        request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+    # Raw clips exceed gRPC's default 4 MB limit; TF Serving itself accepts up to INT32_MAX.
+    options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+    with grpc.insecure_channel(server, options=options) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        try:
+            response = stub.Predict(request, timeout=timeout)
+        except grpc.RpcError as e:
+            raise RuntimeError(f"Predict failed: {e.code().name}: {e.details()}") from e
+    return {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
+
+
 def predict_grpc(
     frames: np.ndarray,
     server: str,
@@ -143,32 +170,15 @@ def predict_grpc(
         RuntimeError: the server rejected the request (message carries the gRPC status).
     """
     inputs = _request_inputs(frames, signature_name, fps)
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model_name
-    request.model_spec.signature_name = signature_name
-    for key, value in inputs.items():
-        request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
-    # Raw clips exceed gRPC's default 4 MB limit; TF Serving itself accepts up to INT32_MAX.
-    options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
-    with grpc.insecure_channel(server, options=options) as channel:
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        try:
-            response = stub.Predict(request, timeout=timeout)
-        except grpc.RpcError as e:
-            raise RuntimeError(f"Predict failed: {e.code().name}: {e.details()}") from e
-    return {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
+    return _call_grpc(inputs, server, model_name, signature_name, timeout)
 
 
-def predict_rest(
-    frames: np.ndarray,
-    server: str,
-    model_name: str = "slowfast",
-    signature_name: str = "serving_default",
-    timeout: float = 60.0,
-    fps: float = 30.0,
+def _call_rest(
+    inputs: dict[str, np.ndarray], server: str, model_name: str, signature_name: str,
+    timeout: float, single_output: str = "probabilities",
 ) -> dict[str, np.ndarray]:
-    """`POST http://<server>/v1/models/<model_name>:predict` in the columnar `inputs` format."""
-    inputs = _request_inputs(frames, signature_name, fps)
+    """One `POST /v1/models/<name>:predict` (columnar `inputs`); numpy outputs. A signature
+    with one output answers with a bare list, returned under the key `single_output`."""
     payload = {}
     for key, value in inputs.items():
         if value.dtype == object:  # bytes travel base64-encoded in the REST API
@@ -190,8 +200,61 @@ def predict_rest(
         raise RuntimeError(f"Predict failed: HTTP {e.code}: {detail}") from e
     outputs = result["outputs"]
     if not isinstance(outputs, dict):  # a single-output signature answers with a bare list
-        outputs = {"probabilities": outputs}
+        outputs = {single_output: outputs}
     return {k: np.asarray(v) for k, v in outputs.items()}
+
+
+def predict_rest(
+    frames: np.ndarray,
+    server: str,
+    model_name: str = "slowfast",
+    signature_name: str = "serving_default",
+    timeout: float = 60.0,
+    fps: float = 30.0,
+) -> dict[str, np.ndarray]:
+    """`POST http://<server>/v1/models/<model_name>:predict` in the columnar `inputs` format."""
+    inputs = _request_inputs(frames, signature_name, fps)
+    return _call_rest(inputs, server, model_name, signature_name, timeout)
+
+
+def fetch_clip_spec(
+    server: str, model_name: str = "slowfast", rest: bool = False, timeout: float = 60.0
+) -> ClipSpec | None:
+    """The served model's `ClipSpec`, from its `metadata` signature (see serving/signatures.py).
+
+    Returns None for an export made before clip specs were saved (no `metadata` signature).
+
+    Raises:
+        RuntimeError: the server could not be asked (unreachable, unknown model, ...).
+    """
+    inputs = {signatures.METADATA_INPUT_KEY: np.zeros([1], np.int32)}
+    try:
+        if rest:
+            outputs = _call_rest(inputs, server, model_name, signatures.METADATA_SIGNATURE,
+                                 timeout, single_output=signatures.CLIP_SPEC_KEY)
+        else:
+            outputs = _call_grpc(inputs, server, model_name, signatures.METADATA_SIGNATURE,
+                                 timeout)
+    except RuntimeError as e:
+        # TF Serving: 'Serving signature name: "metadata" not found in signature def'.
+        if f'"{signatures.METADATA_SIGNATURE}" not found' in str(e):
+            return None
+        raise
+    return signatures.clip_spec_from_metadata(outputs)
+
+
+def resolve_clip_spec(
+    server: str, model_name: str = "slowfast", rest: bool = False, timeout: float = 60.0,
+    **overrides,
+) -> ClipSpec:
+    """The model's clip spec (`fetch_clip_spec`) with the non-None `overrides` (flags) applied;
+    PySlowFast's Kinetics defaults (`ClipSpec()`) with a warning for an export without one."""
+    spec = fetch_clip_spec(server, model_name, rest, timeout)
+    if spec is None:
+        print(f"warning: model {model_name!r} at {server} has no `metadata` signature (exported "
+              "before clip specs); using ClipSpec() defaults and the flags.", file=sys.stderr)
+        spec = ClipSpec()
+    return spec.override(**overrides)
 
 
 def _window_frames(fps: float, num_frames: int, sampling_rate: int, target_fps: float) -> int:
@@ -255,31 +318,43 @@ def classify(
     rest: bool = False,
     model_name: str = "slowfast",
     signature_name: str = "serving_default",
-    num_frames: int = 32,
-    sampling_rate: int = 2,
-    target_fps: float = 30.0,
-    resize_short_side: int = 256,
+    num_frames: int | None = None,
+    sampling_rate: int | None = None,
+    target_fps: float | None = None,
+    resize_short_side: int | None = None,
     position: str = "start",
     timeout: float = 60.0,
     max_frames: int | None = None,
     square: bool = True,
+    clip_spec: ClipSpec | None = None,
 ) -> dict[str, np.ndarray]:
     """Decode, sample and send one video; what the command line runs.
 
-    `serving_default` sends the sampled clip; `serve_examples` sends the whole (resized) video,
-    or its first `max_frames` frames, as a SequenceExample and lets the server cut the clip (its
-    window always starts at frame 0).
+    The clip settings come from the served model (`resolve_clip_spec`, or `clip_spec` when
+    given); `num_frames`, `sampling_rate` and `target_fps` override them when not None, and
+    `resize_short_side` (None: the model's short side; 0: full size) sets the decode-time
+    downsizing. `serving_default` sends the sampled clip; `serve_examples` sends the whole
+    (resized) video, or its first `max_frames` frames, as a SequenceExample and lets the server
+    cut the clip (its window always starts at frame 0).
     """
+    overrides = dict(num_frames=num_frames, sampling_rate=sampling_rate, target_fps=target_fps)
+    if clip_spec is None:
+        clip_spec = resolve_clip_spec(server, model_name, rest, timeout, **overrides)
+    else:
+        clip_spec = clip_spec.override(**overrides)
+    if resize_short_side is None:
+        resize_short_side = clip_spec.short_side
     predict = predict_rest if rest else predict_grpc
     if signature_name == "serve_examples":
-        # The server samples with the model's own sampling rate, which the client does not know,
-        # so it gets the whole video unless `max_frames` caps it (the server's window starts at
-        # frame 0: a cap that covers the window changes nothing).
+        # The server samples with the model's own sampling rate, so it gets the whole video
+        # unless `max_frames` caps it (the server's window starts at frame 0: a cap that covers
+        # the window changes nothing).
         frames, fps = decode_video(video, resize_short_side, max_frames)
         frames = center_square(frames) if square else frames
         return predict(frames[None], server, model_name, signature_name, timeout, fps=fps)
     clip = load_clip(
-        video, num_frames, sampling_rate, target_fps, resize_short_side, position, square
+        video, clip_spec.num_frames, clip_spec.sampling_rate, clip_spec.target_fps,
+        resize_short_side, position, square,
     )
     return predict(clip, server, model_name, signature_name, timeout)
 
@@ -296,17 +371,24 @@ def define_flags(flag_values=flags.FLAGS):
         "serving_default sends the sampled uint8 clip; serve_examples sends the whole video as "
         "a JPEG SequenceExample and the server samples the clip.", **fv,
     )
+    # Clip settings: asked from the model (its `metadata` signature); these flags override them.
     flags.DEFINE_integer(
-        "num_frames", 32, "Frames sent (the server resamples to the model's T).", **fv
+        "num_frames", None,
+        "Override: frames sent (the server resamples to the model's T); default: the model's.",
+        **fv,
     )
-    flags.DEFINE_integer("sampling_rate", 2, "Stride between frames at --target_fps.", **fv)
-    flags.DEFINE_float("target_fps", 30.0, "Frame rate --sampling_rate refers to.", **fv)
+    flags.DEFINE_integer(
+        "sampling_rate", None, "Override: stride between frames at --target_fps.", **fv
+    )
+    flags.DEFINE_float("target_fps", None, "Override: frame rate --sampling_rate refers to.", **fv)
     flags.DEFINE_enum(
         "clip_position", "start", ["start", "center"],
         "start = PySlowFast's single test view; center = middle of the video.", **fv,
     )
     flags.DEFINE_integer(
-        "resize_short_side", 256, "Client-side downsizing while decoding; 0 = full size.", **fv
+        "resize_short_side", None,
+        "Client-side downsizing while decoding; default: the model's short side; 0 = full size.",
+        **fv,
     )
     flags.DEFINE_bool(
         "square_crop", True,
@@ -318,7 +400,8 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_integer(
         "max_frames", None,
         "serve_examples only: send the first N frames instead of the whole video. N must cover "
-        "the model's window (sampling_rate * num_frames * fps / 30, 64 at 30 fps for 8x8).", **fv,
+        "the model's window (sampling_rate * num_frames * fps / target_fps, 64 at 30 fps for "
+        "8x8).", **fv,
     )
     flags.mark_flag_as_required("video", flag_values=flag_values)
 

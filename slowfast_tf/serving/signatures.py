@@ -60,7 +60,8 @@ class ServingConfig:
     """What the serving graph needs: the model's `ClipSpec` plus the answer size and request limits.
 
     The serving view is the single-crop test view of `clip` (`ClipSpec.short_side`, centre crop of
-    `test_crop`); `clip` is also what the `metadata` signature and `assets/clip_spec.json` return.
+    `test_crop`); `clip` is also what the `metadata` signature and `assets/clip_spec.json` return,
+    with `test_short_side` resolved to a number.
 
     Args:
         clip: `ClipSpec`, the model's clip settings (usually read from the model,
@@ -85,17 +86,20 @@ class ServingConfig:
     def __post_init__(self):
         if not isinstance(self.clip, ClipSpec):
             raise ValueError(f"`clip` must be a ClipSpec. Received: clip={self.clip!r}")
-        object.__setattr__(self, "clip", self.clip.clip_spec)  # a DataConfig -> its clip part
+        clip = self.clip.clip_spec  # the clip part of a DataConfig
         for name in ("top_k", "max_frame_pixels", "max_request_frames", "max_decoded_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
-        if self.clip.test_crop > self.clip.short_side:
+        if clip.test_crop > clip.short_side:
             raise ValueError(
                 "The serving view's centre crop must fit its short side: `test_crop` must not "
-                f"exceed the clip spec's short side. Received: test_crop={self.clip.test_crop}, "
-                f"short_side={self.clip.short_side}"
+                f"exceed the clip spec's short side. Received: test_crop={clip.test_crop}, "
+                f"short_side={clip.short_side}"
             )
+        # The short side explicit: a client in any language reads `test_short_side` from the
+        # metadata without knowing the PySlowFast jitter rule.
+        object.__setattr__(self, "clip", clip.replace(test_short_side=clip.short_side))
 
     def data_config(self) -> DataConfig:
         """The data layer's `DataConfig` for this single serving view."""
