@@ -46,7 +46,7 @@ if __name__ == "__main__":  # Before TF is imported: no duplicated start-up/cuIn
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from slowfast_tf import video_io  # noqa: E402
+from slowfast_tf import video_io, visualize  # noqa: E402
 from slowfast_tf.clip_spec import ClipSpec, get_clip_spec, load_sidecar  # noqa: E402
 from slowfast_tf.clip_spec import from_model as clip_spec_from_model  # noqa: E402
 from slowfast_tf.utils import fileio  # noqa: E402
@@ -111,7 +111,7 @@ class VideoPrediction:
 
 def top_k(probabilities: np.ndarray, k: int, labels: Sequence[str]) -> list[dict]:
     """``[{"rank", "id", "label", "probability"}]`` of the `k` largest entries (ties: lower id)."""
-    order = np.argsort(-probabilities, kind="stable")[:k]
+    order = visualize.ranking(probabilities, k)
     return [{"rank": r + 1, "id": int(i), "label": labels[i], "probability": float(probabilities[i])}
             for r, i in enumerate(order)]
 
@@ -145,7 +145,9 @@ def load_model(model_path=None, preset=None, weights=None, num_classes=None, ove
             model = models.build_model(preset, num_classes=num_classes, **(overrides or {}))
         except (TypeError, ValueError) as e:
             raise PredictError(f"cannot build --preset {preset}: {_one_line(e)}") from e
-        if weights:
+        if not weights:
+            print(f"warning: no --weights: {preset} has random weights", file=sys.stderr)
+        else:
             try:
                 model.load_weights(weights)
             except Exception as e:  # noqa: BLE001 - wrong file, wrong shapes: one line
@@ -335,40 +337,6 @@ def csv_rows(prediction: VideoPrediction, labels: Sequence[str], k: int) -> Iter
                    e["label"], f"{e['probability']:.6f}"]
 
 
-def write_visualization(path: str, prediction: VideoPrediction, labels: Sequence[str], k: int,
-                        short_side: int) -> int:
-    """Writes the video (at the clip spec's fps, short side `short_side`) with the top-k of the
-    window centred nearest to each frame drawn on it; returns the frame count."""
-    from slowfast_tf import visualize
-
-    centers = prediction.centers
-
-    def frames():
-        for item in video_io.iter_frames(prediction.path, target_fps=prediction.fps,
-                                         short_side=short_side):
-            w = int(np.argmin(np.abs(centers - item.time)))
-            entries = [(e["label"], e["probability"])
-                       for e in top_k(prediction.probabilities[w], k, labels)]
-            caption = (f"{item.time:5.2f}s  window {prediction.starts[w]:.2f}-"
-                       f"{prediction.ends[w]:.2f}s")
-            yield visualize.draw_top_k(item.rgb(), entries, caption)
-
-    return video_io.write_video(path, frames(), prediction.fps)
-
-
-def write_timeline(path: str, prediction: VideoPrediction, labels: Sequence[str], k: int) -> None:
-    """PNG of the window probabilities over time for the video's top-k classes."""
-    from slowfast_tf import visualize
-
-    classes = [e["id"] for e in top_k(prediction.video_probabilities, k, labels)]
-    image = visualize.draw_timeline(
-        prediction.centers, prediction.probabilities, labels, classes,
-        title=f"{os.path.basename(prediction.path)}: class probability per window (centre time)",
-        x_range=(0.0, prediction.duration),
-    )
-    visualize.save_png(path, image)
-
-
 def find_videos(path: str) -> list[str]:
     """`path` itself, or the video files under the directory `path` (sorted, recursive)."""
     if os.path.isfile(path):
@@ -520,10 +488,11 @@ def predict_main(argv: Sequence[str], f: flags.FlagValues) -> int:
                 with open(tmp, "wb") as fh:
                     np.save(fh, prediction.features)
         if f.visualize:
-            write_visualization(per_video_path(f.visualize, video, root, several), prediction,
-                                labels, k, f.visualize_short_side)
+            visualize.write_overlay_video(per_video_path(f.visualize, video, root, several),
+                                          prediction, labels, k, f.visualize_short_side)
         if f.timeline:
-            write_timeline(per_video_path(f.timeline, video, root, several), prediction, labels, k)
+            visualize.write_timeline(per_video_path(f.timeline, video, root, several), prediction,
+                                     labels, k)
     summary = {"clip_spec": spec.to_dict(), "stride_seconds": f.stride_seconds,
                "videos": reports}
     if f.output_json:

@@ -333,12 +333,12 @@ def read_frames(
         raise ValueError(f"`max_frames` must be >= 1 or None. Received: max_frames={max_frames}")
     from tqdm import tqdm
 
-    fps = target_fps if target_fps > 0 else probe(path).fps
-    frames = []
-    stream = iter_frames(path, target_fps=fps, short_side=short_side, limits=limits)
+    frames, fps = [], target_fps
+    stream = iter_frames(path, target_fps=target_fps, short_side=short_side, limits=limits)
     bar = tqdm(stream, total=max_frames, desc="decode", unit="frame", leave=False,
                disable=not (progress and sys.stderr.isatty()))
     for item in bar:
+        fps = item.fps
         frames.append(item.rgb())
         if max_frames is not None and len(frames) >= max_frames:
             break

@@ -1,11 +1,14 @@
 """Drawing for `slowfast_tf.predict`: top-k labels with probability bars on frames, and a timeline.
 
+`write_overlay_video` and `write_timeline` take a `predict.VideoPrediction`.
+
 numpy and PIL only (matplotlib is not a dependency); every function returns or consumes uint8 RGB
 arrays, and files are written atomically.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,6 +26,11 @@ def _font(size: int):
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow without FreeType: the fixed bitmap font
         return ImageFont.load_default()
+
+
+def ranking(probabilities: np.ndarray, k: int) -> np.ndarray:
+    """Class ids of the `k` largest probabilities, largest first (ties: lower id first)."""
+    return np.argsort(-np.asarray(probabilities), kind="stable")[:k]
 
 
 def draw_top_k(
@@ -123,3 +131,36 @@ def save_png(path: str, image: np.ndarray) -> None:
     """Writes a uint8 RGB array as a PNG (atomically)."""
     with fileio.atomic_path(path) as tmp:
         Image.fromarray(image).save(tmp, format="PNG")
+
+
+def write_overlay_video(path: str, prediction, labels: Sequence[str], k: int,
+                        short_side: int) -> int:
+    """Writes the video of a `predict.VideoPrediction` (at its fps, short side `short_side`, by
+    extension ``.mp4`` or ``.gif``) with the top-k of the window centred nearest to each frame
+    drawn on it; returns the frame count."""
+    from slowfast_tf import video_io
+
+    centers = prediction.centers
+
+    def frames():
+        for item in video_io.iter_frames(prediction.path, target_fps=prediction.fps,
+                                         short_side=short_side):
+            w = int(np.argmin(np.abs(centers - item.time)))
+            p = prediction.probabilities[w]
+            entries = [(labels[c], float(p[c])) for c in ranking(p, k)]
+            caption = (f"{item.time:5.2f}s  window {prediction.starts[w]:.2f}-"
+                       f"{prediction.ends[w]:.2f}s")
+            yield draw_top_k(item.rgb(), entries, caption)
+
+    return video_io.write_video(path, frames(), prediction.fps)
+
+
+def write_timeline(path: str, prediction, labels: Sequence[str], k: int) -> None:
+    """PNG of a `predict.VideoPrediction`'s window probabilities over time for its top-k classes."""
+    classes = [int(c) for c in ranking(prediction.video_probabilities, k)]
+    image = draw_timeline(
+        prediction.centers, prediction.probabilities, labels, classes,
+        title=f"{os.path.basename(prediction.path)}: class probability per window (centre time)",
+        x_range=(0.0, prediction.duration),
+    )
+    save_png(path, image)
