@@ -203,7 +203,9 @@ client and `export.py`. The project's serving tests also load each export with t
 loader that `tensorflow_model_server` uses (`slowfast_tf.serving.local_server.SessionRunner`)."""),
     ("code", """\
 TOP_K = 2
-serving_config = serving_config_from_model(tiny, test_short_side=CROP, test_crop=CROP, top_k=TOP_K)
+# Serve with the clip spec the model was trained with (the data config's clip settings: frames,
+# rate, 32 px short side and crop, mean/std); the SavedModel's `metadata` signature returns it.
+serving_config = serving_config_from_model(tiny, clip=data_config, top_k=TOP_K)
 export = export_for_serving(tiny, os.path.join(WORK_DIR, "models"), "quickstart", serving_config,
                             list(CLASSES))
 print("exported version", export.version, "to", export.export_dir)
