@@ -166,7 +166,8 @@ def probe(path: str) -> VideoInfo:
 
 
 class _Bounds:
-    """The `DecodeLimits` of one decode; each check raises `VideoRefused` naming the file."""
+    """The `DecodeLimits` of one decode; each check raises `VideoRefused`. The messages name the
+    converter's flags (`python -m tfrecords_tools convert`), the main user of the limits."""
 
     def __init__(self, path: str, limits: DecodeLimits, out_fps: float):
         self.path, self.limits, self.out_fps = path, limits, out_fps
@@ -181,12 +182,12 @@ class _Bounds:
         if lim.max_gap > 0 and self.previous is not None and t - self.previous > lim.max_gap:
             self.refuse(
                 f"timestamp gap of {t - self.previous:.1f} s before source frame {index} is over "
-                f"the limit of {lim.max_gap:g} s (max_gap_seconds)"
+                f"the limit of {lim.max_gap:g} s (--max_gap_seconds)"
             )
         if lim.max_duration > 0 and t > lim.max_duration:
             self.refuse(
-                f"longer than the limit of {lim.max_duration:g} s (max_duration_seconds; "
-                "max_seconds keeps only the start)"
+                f"longer than the limit of {lim.max_duration:g} s (--max_duration_seconds; "
+                "--max_seconds keeps only the start)"
             )
         self.previous = t if self.previous is None else max(t, self.previous)
 
@@ -194,14 +195,14 @@ class _Bounds:
         if self.limits.max_gap > 0 and frame_period > self.limits.max_gap:
             self.refuse(
                 f"frame rate {source_fps:.3g} fps holds the last frame for {frame_period:.1f} s, "
-                f"over the limit of {self.limits.max_gap:g} s (max_gap_seconds)"
+                f"over the limit of {self.limits.max_gap:g} s (--max_gap_seconds)"
             )
 
     def check_frames(self, count: int) -> None:
         if self.limits.max_frames > 0 and count >= self.limits.max_frames:
             self.refuse(
                 f"more than {self.limits.max_frames} output frames at {self.out_fps:g} fps "
-                "(max_frames)"
+                "(--max_frames)"
             )
 
 
