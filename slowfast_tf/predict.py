@@ -14,7 +14,7 @@ crop, normalisation, pathway packing); windows run through the model in batches 
 (mean of the window probabilities).
 
 Clip settings come from the model: the `ClipSpec` in a ``.keras`` file, the ``X.clip_spec.json``
-sidecar of ``X.weights.h5``, or the preset's named spec; `--num_frames`, `--sampling_rate`,
+sidecar of ``X.weights.h5`` (`--preset`), or the preset's named spec; `--num_frames`, `--sampling_rate`,
 `--target_fps`, `--test_crop`, `--test_short_side` override single fields. Videos are decoded by
 `slowfast_tf.video_io` (the decoder and resize rule of the training records).
 
@@ -163,15 +163,19 @@ def load_model(model_path=None, preset=None, weights=None, num_classes=None, ove
 def resolve_clip_spec(model, preset=None, weights=None, name=None, **overrides) -> ClipSpec:
     """The model's clip spec (``.keras`` config, weights sidecar, or preset), then `overrides`.
 
-    Order: `name` (``--clip_spec``) if given; else the spec the model carries; else the
-    ``.clip_spec.json`` sidecar of `weights`; else the preset's (``--preset`` or the model's name).
+    Order: `name` (``--clip_spec``) if given; else the ``.clip_spec.json`` sidecar of `weights`
+    (converted or trained weights know their clip; a model built from a preset carries only the
+    preset's); else the spec the model carries; else the preset's (``--preset`` or the model's
+    name).
     """
     from slowfast_tf import models
 
     try:
-        spec = get_clip_spec(name) if name else clip_spec_from_model(model)
+        spec = get_clip_spec(name) if name else None
         if spec is None and weights:
             spec = load_sidecar(weights)
+        if spec is None:
+            spec = clip_spec_from_model(model)
         preset = preset or model.name
         if spec is None and preset in models.PRESETS:
             spec = models.get_preset(preset).get_clip_spec()

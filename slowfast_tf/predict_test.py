@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from slowfast_tf import models, predict, video_io
-from slowfast_tf.clip_spec import ClipSpec
+from slowfast_tf.clip_spec import ClipSpec, get_clip_spec, sidecar_path
 from slowfast_tf.data import synthetic
 
 LABELS = ["flicker_low", "flicker_high", "dart_up", "dart_down", "grow", "shrink"]
@@ -123,6 +123,25 @@ def test_window_probabilities_and_features_equal_the_model_on_that_clip(setup):
         np.testing.assert_allclose(features[k], out["features"][0], rtol=1e-4, atol=1e-5)
         got = {e["id"]: e["probability"] for e in report["windows"][k]["top_k"]}
         np.testing.assert_allclose([got[i] for i in range(6)], out["probabilities"][0], atol=1e-5)
+
+
+@pytest.mark.slow  # uses the module's tiny model
+def test_clip_spec_sources_and_overrides(setup, tmp_path):
+    model = setup["model"]
+    carried = predict.resolve_clip_spec(model)
+    assert (carried.num_frames, carried.test_crop, carried.short_side) == (8, 32, 32)
+    # A weights sidecar (written by the converter and train.py) wins over the preset's spec.
+    weights = str(tmp_path / "w.weights.h5")
+    sidecar = carried.replace(sampling_rate=1, mean=(0.5, 0.5, 0.5))
+    sidecar.save(sidecar_path(weights))
+    assert predict.resolve_clip_spec(model, "slowfast_r50_8x8", weights) == sidecar
+    # Flags override single fields; a named spec replaces the whole spec.
+    assert predict.resolve_clip_spec(model, weights=weights, target_fps=15.0) == sidecar.replace(
+        target_fps=15.0)
+    named = predict.resolve_clip_spec(model, name="synthetic_slowfast", num_frames=8)
+    assert named == get_clip_spec("synthetic_slowfast", num_frames=8)
+    with pytest.raises(predict.PredictError, match="num_frames must be an int >= 1"):
+        predict.resolve_clip_spec(model, num_frames=0)
 
 
 @pytest.mark.slow
