@@ -134,7 +134,7 @@ def open_video(path: str):
     """Opens `path` and yields ``(container, video_stream)``; failures become `VideoError`."""
     import av
 
-    if not os.path.isfile(path):
+    if "://" not in path and not os.path.isfile(path):  # URLs go to FFmpeg as they are
         raise VideoError(f"cannot read video {path}: no such file")
     try:
         container = av.open(path)
