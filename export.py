@@ -4,6 +4,12 @@ r"""Export a SlowFast classifier as a versioned SavedModel for TensorFlow Servin
         --weights=/ckpt/model.weights.h5 --labels_file=k400_labels.txt \
         --output_dir=/tmp/models --model_name=slowfast
 
+The clip settings (frames, sampling rate, short side, crop, mean/std) come with the model: a
+`.keras` file carries its clip spec, a converted `X.weights.h5` has `X.clip_spec.json` next to it,
+else the preset's named clip spec is used. `--clip_spec`, `--num_frames`, `--test_short_side`,
+`--test_crop`, ... only override them. The SavedModel returns its clip spec from the `metadata`
+signature (and `assets/clip_spec.json`), so the client needs no clip flags either.
+
 writes
 
     /tmp/models/slowfast/<version>/      SavedModel (serving_default: uint8 frames,
@@ -18,6 +24,7 @@ writes
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 
@@ -31,7 +38,8 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from slowfast_tf.data import get_data_config  # noqa: E402
+from slowfast_tf import clip_spec as clip_spec_lib  # noqa: E402
+from slowfast_tf.clip_spec import ClipSpec, get_clip_spec  # noqa: E402
 from slowfast_tf.serving import export_lib, signatures, tfserving  # noqa: E402
 from slowfast_tf.training import devices  # noqa: E402
 
@@ -50,18 +58,28 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_string("output_dir", None, "Model repository root (/models in Docker).", **fv)
     flags.DEFINE_string("model_name", "slowfast", "ModelSpec.name, /v1/models/<name>.", **fv)
     flags.DEFINE_integer("version", 0, "Version number; 0 = max(existing) + 1.", **fv)
-    flags.DEFINE_integer("num_frames", None, "Clip length before packing; default: model.", **fv)
-    flags.DEFINE_integer("alpha", None, "Fast/slow frame ratio; default: from the model.", **fv)
-    flags.DEFINE_integer(
-        "short_side", None,
-        "Test-time short side; default: the preset's test crop (SlowFast 256), 128 for R(2+1)D.",
-        **fv,
+    flags.DEFINE_string(
+        "model_overrides", "{}",
+        "JSON dict of build_model overrides for --preset (same syntax as train.py), e.g. tiny "
+        'sizes: \'{"depth": 18, "width": 8}\'.', **fv,
     )
-    flags.DEFINE_integer(
-        "crop_size", None, "Center crop; default: the preset's test crop, else 256.", **fv
+    # Clip settings: read from the model (.keras), the weights' sidecar X.clip_spec.json or the
+    # preset's named clip spec; these flags only override them.
+    flags.DEFINE_string(
+        "clip_spec", None,
+        "Named clip spec (slowfast_tf.clip_spec.CLIP_SPECS) to serve with instead of the "
+        "model's own; default: the model's.", **fv,
     )
-    flags.DEFINE_list("mean", None, "RGB mean in [0, 1]; default: the data preset's.", **fv)
-    flags.DEFINE_list("std", None, "RGB std in [0, 1]; default: the data preset's.", **fv)
+    flags.DEFINE_integer("num_frames", None, "Override: clip length (the fast pathway's T).", **fv)
+    flags.DEFINE_integer("sampling_rate", None, "Override: frame stride at --target_fps.", **fv)
+    flags.DEFINE_float("target_fps", None, "Override: the fps --sampling_rate refers to.", **fv)
+    flags.DEFINE_integer("alpha", None, "Override: fast/slow frame ratio.", **fv)
+    flags.DEFINE_integer("test_short_side", None, "Override: short side before the crop.", **fv)
+    flags.DEFINE_integer("test_crop", None, "Override: centre crop side.", **fv)
+    flags.DEFINE_list("mean", None, "Override: RGB mean in [0, 1].", **fv)
+    flags.DEFINE_list("std", None, "Override: RGB std in [0, 1].", **fv)
+    flags.DEFINE_integer("short_side", None, "Deprecated spelling of --test_short_side.", **fv)
+    flags.DEFINE_integer("crop_size", None, "Deprecated spelling of --test_crop.", **fv)
     flags.DEFINE_integer("top_k", 5, "Number of top_k_ids / top_k_labels.", **fv)
     limits = {f.name: f.default for f in dataclasses.fields(signatures.ServingConfig)}
     flags.DEFINE_integer(
@@ -78,9 +96,8 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     )
     flags.DEFINE_string(
         "data_preset", None,
-        "slowfast_tf.data preset giving sampling_rate / target_fps / mean / std for "
-        "serve_examples; default: derived from --preset (slowfast_r50_8x8 -> slowfast_8x8).",
-        **fv,
+        "AVA detectors: the AVA data preset (default: the model's). Classifiers: deprecated "
+        "spelling of --clip_spec.", **fv,
     )
     flags.DEFINE_string(
         "serving_base_path", None,
@@ -103,8 +120,24 @@ def _presets():
     return out
 
 
+def _model_overrides(f: flags.FlagValues) -> dict:
+    try:
+        value = json.loads(f.model_overrides or "{}")
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f"--model_overrides must be a JSON dict. Received: {f.model_overrides!r}"
+        ) from e
+    if not isinstance(value, dict):
+        raise ValueError(f"--model_overrides must be a JSON dict. Received: {value!r}")
+    return value
+
+
 def load_model(f: flags.FlagValues) -> keras.Model:
-    """The model named by --preset (+ --weights) or --model_file."""
+    """The model named by --preset (+ --weights, --model_overrides) or --model_file.
+
+    The model carries its clip spec: a .keras file's own, else the sidecar next to --weights
+    (``X.weights.h5`` -> ``X.clip_spec.json``), else the preset's named spec.
+    """
     if bool(f.preset) == bool(f.model_file):
         raise ValueError(
             "Pass exactly one of --preset or --model_file. "
@@ -116,9 +149,14 @@ def load_model(f: flags.FlagValues) -> keras.Model:
         return _load("--model_file", f.model_file, keras.saving.load_model, compile=False)
     if f.preset not in presets:
         raise ValueError(f"Unknown preset. Valid: {sorted(presets)}. Received: preset={f.preset!r}")
+    overrides = _model_overrides(f)
     if f.weights:  # checked before the (slow) model build
         _check_file("--weights", f.weights, {".weights.h5": _HDF5_MAGIC, ".keras": _ZIP_MAGIC})
-    model = presets[f.preset][1](f.preset, num_classes=f.num_classes)
+        sidecar = clip_spec_lib.load_sidecar(f.weights)
+        if sidecar is not None:
+            logging.info("Clip spec from %s.", clip_spec_lib.sidecar_path(f.weights))
+            overrides.setdefault("clip_spec", sidecar.to_dict())
+    model = presets[f.preset][1](f.preset, num_classes=f.num_classes, **overrides)
     if f.weights:
         _load("--weights", f.weights, model.load_weights)
     else:
@@ -158,41 +196,33 @@ def _load(flag: str, path: str, loader, **kwargs):
         ) from e
 
 
-def config_overrides(f: flags.FlagValues) -> dict:
-    """ServingConfig fields from the flags, the model preset and its data preset."""
-    from slowfast_tf.models import r2plus1d
+def _deprecated(f: flags.FlagValues, old: str, new: str):
+    value = getattr(f, old)
+    if value is not None:
+        logging.warning("--%s is deprecated (removed in the next release); use --%s.", old, new)
+        if getattr(f, new) is not None and getattr(f, new) != value:
+            raise ValueError(f"--{old} and --{new} disagree. Received: {old}={value!r}, "
+                             f"{new}={getattr(f, new)!r}")
+    return getattr(f, new) if getattr(f, new) is not None else value
 
-    out = {}
-    preset = _presets().get(f.preset, (None, None))[0] if f.preset else None
-    if preset is not None:
-        out["crop_size"] = preset.test_crop_size
-        out["sampling_rate"] = preset.sampling_rate
-        # R(2+1)D (VMZ): frames resized to 128x171, then a 112 crop. SlowFast: short side = crop.
-        r2p1d = f.preset in r2plus1d.PRESETS
-        out["short_side"] = 128 if r2p1d else preset.test_crop_size
-        if f.preset.endswith("_torchvision"):
-            out["mean"], out["std"] = r2plus1d.TORCHVISION_MEAN, r2plus1d.TORCHVISION_STD
-    data_preset = f.data_preset or f.preset
-    if data_preset:
-        try:
-            data = get_data_config(data_preset)
-        except ValueError:
-            if f.data_preset:
-                raise
-            data = None  # no data twin (e.g. R(2+1)D): keep the values above
-        if data is not None:
-            out.update(sampling_rate=data.sampling_rate, target_fps=data.target_fps,
-                       mean=data.mean, std=data.std)
-    for name in ("num_frames", "alpha", "short_side", "crop_size", "top_k", "max_frame_pixels",
-                 "max_request_frames", "max_decoded_bytes"):
-        if getattr(f, name) is not None:
-            out[name] = getattr(f, name)
-    for name in ("mean", "std"):
-        if getattr(f, name) is not None:
-            out[name] = tuple(float(v) for v in getattr(f, name))
-    if "crop_size" in out and "short_side" not in out:
-        out["short_side"] = out["crop_size"]
-    return out
+
+def clip_spec_from_flags(f: flags.FlagValues, model_spec: ClipSpec) -> ClipSpec:
+    """The export's clip spec: the model's (or the named --clip_spec), with the flags applied."""
+    name = _deprecated(f, "data_preset", "clip_spec")
+    spec = get_clip_spec(name) if name else model_spec
+    values = {n: getattr(f, n) for n in ("num_frames", "sampling_rate", "target_fps", "alpha")}
+    values["test_short_side"] = _deprecated(f, "short_side", "test_short_side")
+    values["test_crop"] = _deprecated(f, "crop_size", "test_crop")
+    for n in ("mean", "std"):
+        if getattr(f, n) is not None:
+            values[n] = tuple(float(v) for v in getattr(f, n))
+    return spec.override(**values)
+
+
+def serving_overrides(f: flags.FlagValues) -> dict:
+    """`ServingConfig` fields other than the clip spec: top_k and the request limits."""
+    return {n: getattr(f, n) for n in ("top_k", "max_frame_pixels", "max_request_frames",
+                                       "max_decoded_bytes")}
 
 
 def main(argv, flag_values: flags.FlagValues = flags.FLAGS):
@@ -210,8 +240,8 @@ def main(argv, flag_values: flags.FlagValues = flags.FLAGS):
 
         print(detection_signatures.export_from_flags(model, f))
         return
-    overrides = config_overrides(f)
-    config = signatures.serving_config_from_model(model, **overrides)
+    clip = clip_spec_from_flags(f, signatures.clip_spec_of_model(model))
+    config = signatures.serving_config_from_model(model, clip=clip, **serving_overrides(f))
     logging.info("Serving config: %s", config)
     probe = model.build_eval_model() if hasattr(model, "build_eval_model") else model
     out = probe.output

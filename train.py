@@ -147,15 +147,10 @@ def build_classifier(data_config):
     overrides.setdefault("train_crop_size", data_config.train_crop)
     # Both layers count frames the same way (the decoded clip = the fast pathway's T).
     overrides.setdefault("num_frames", data_config.num_frames)
-    model = build_model(FLAGS.model, num_classes=FLAGS.num_classes, **overrides)
-    expected = data_config.frames_per_pathway()
-    got = {k: model.input[k].shape[1] for k in model.input}
-    if got != expected:
-        raise ValueError(
-            "Model and data disagree on frames per pathway; fix --data_overrides/--model_overrides."
-            f" Received: model={got}, data={expected}"
-        )
-    return model
+    return trainer.build_with_clip_spec(
+        lambda **spec: build_model(FLAGS.model, num_classes=FLAGS.num_classes, **overrides, **spec),
+        data_config,
+    )
 
 
 def fake_dataset(data_config, mode, batch_size, num_videos=8):

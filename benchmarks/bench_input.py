@@ -9,8 +9,8 @@ normalise, PackPathway) for ``--preset``:
 * ``tf.data``: ``build_dataset(..., "train")`` on shards written by ``tfrecords_tools``; only the
   sampled JPEGs are decoded. Reported with AUTOTUNE parallelism and pinned to one thread.
 * ``PyAV``: what PySlowFast's ``pyav`` backend does per clip: open the MP4, seek to the window
-  start, decode up to its end, pick the linspace frames, resize (swscale bilinear), crop, flip,
-  normalise in numpy. One process, like one DataLoader worker.
+  start, decode up to its end, pick the linspace frames, resize (`slowfast_tf.video_io`'s rule:
+  swscale AREA), crop, flip, normalise in numpy. One process, like one DataLoader worker.
 
 Prints clips/s for each and the ratio. The data set (and its TFRecords) are generated under
 ``--work_dir`` when missing.
@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import flags  # noqa: E402
 
+from slowfast_tf import video_io  # noqa: E402
 from slowfast_tf.data import DataConfig, build_dataset, get_data_config, synthetic  # noqa: E402
 from slowfast_tf.data.transforms import slow_indices  # noqa: E402
 from slowfast_tf.training import devices  # noqa: E402
@@ -73,41 +74,30 @@ def bench_tfdata(records: str, config: DataConfig, clips: int, batch_size: int,
 
 
 def pyav_clip(path: str, config: DataConfig, rng: np.random.Generator) -> dict:
-    """One training clip the PySlowFast pyav way (decoder.pyav_decode + temporal_sampling)."""
-    import av
-
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        fps = float(stream.average_rate)
-        num_video_frames = stream.frames or int(float(stream.duration * stream.time_base) * fps)
-        clip_size = config.sampling_rate * config.num_frames / config.target_fps * fps
-        delta = max(num_video_frames - clip_size, 0)
-        start = rng.uniform(0, delta)
-        end = start + clip_size - 1
-        # Seek to the keyframe before the window (PySlowFast seeks to start_pts - 1024), decode
-        # until the window's last frame.
-        start_pts = int(start / fps / stream.time_base)
-        container.seek(max(start_pts - 1024, 0), stream=stream, backward=True, any_frame=False)
-        frames = []
-        first_index = None
-        for frame in container.decode(stream):
-            index = int(round(frame.time * fps))
-            if index < int(start):
-                continue
-            first_index = index if first_index is None else first_index
-            frames.append(frame)
-            if index >= end:
-                break
+    """One training clip the PySlowFast pyav way (decoder.pyav_decode + temporal_sampling), with
+    the project's decoder and resize rule (`slowfast_tf.video_io`)."""
+    info = video_io.probe(path)
+    fps = info.fps
+    clip_size = config.sampling_rate * config.num_frames / config.target_fps * fps
+    delta = max(info.num_frames - clip_size, 0)
+    start = rng.uniform(0, delta)
+    end = start + clip_size - 1
+    # Seek to the keyframe before the window (PySlowFast seeks to start_pts - 1024), decode
+    # until the window's last frame; only the sampled frames are resized below.
+    frames = []
+    for item in video_io.iter_frames(path, start_seconds=int(start) / fps,
+                                     limits=video_io.NO_LIMITS):
+        frames.append(item)
+        if item.index >= end:
+            break
     index = np.linspace(start, end, config.num_frames)
-    index = np.clip(index - first_index, 0, len(frames) - 1).astype(int)
-    h, w = frames[0].height, frames[0].width
+    index = np.clip(index - frames[0].index, 0, len(frames) - 1).astype(int)
     lo, hi = config.train_jitter_scales
     size = int(round(rng.uniform(lo, hi)))
-    new_h, new_w = (size, int(w / h * size)) if h <= w else (int(h / w * size), size)
     clip = np.stack([
-        frames[i].reformat(width=new_w, height=new_h, format="rgb24",
-                           interpolation="BILINEAR").to_ndarray() for i in index
+        video_io.resize(frames[i].frame, size).to_ndarray(format="rgb24") for i in index
     ])
+    new_h, new_w = clip.shape[1:3]
     crop = config.train_crop
     y = rng.integers(0, max(new_h - crop, 1))
     x = rng.integers(0, max(new_w - crop, 1))

@@ -30,7 +30,8 @@ TensorFlow 2 / Keras 3, end to end on a CPU in about a minute:
 2. run a tiny SlowFast (R18 depth, width 8) on a clip packed into its two pathways;
 3. make a tiny synthetic video dataset, convert it to TFRecords, train with `model.fit` and evaluate;
 4. export a TF Serving SavedModel and classify a uint8 clip through its signature;
-5. detect actions per person box with a tiny AVA detector (`SlowFastDetector`) on a synthetic clip.
+5. predict over a whole video with sliding windows (`python -m slowfast_tf.predict`);
+6. detect actions per person box with a tiny AVA detector (`SlowFastDetector`) on a synthetic clip.
 
 Everything is written to a temporary directory, removed in the last cell. See the project
 [README](../README.md) for the command-line tools and [docs/DESIGN.md](../docs/DESIGN.md) for the
@@ -204,7 +205,9 @@ client and `export.py`. The project's serving tests also load each export with t
 loader that `tensorflow_model_server` uses (`slowfast_tf.testing.local_server.SessionRunner`)."""),
     ("code", """\
 TOP_K = 2
-serving_config = serving_config_from_model(tiny, short_side=CROP, crop_size=CROP, top_k=TOP_K)
+# Serve with the clip spec the model was trained with (the data config's clip settings: frames,
+# rate, 32 px short side and crop, mean/std); the SavedModel's `metadata` signature returns it.
+serving_config = serving_config_from_model(tiny, clip=data_config, top_k=TOP_K)
 export = export_for_serving(tiny, os.path.join(WORK_DIR, "models"), "quickstart", serving_config,
                             list(CLASSES))
 print("exported version", export.version, "to", export.export_dir)
@@ -226,7 +229,26 @@ by_example = loaded.signatures["serve_examples"](examples=tf.reshape(record, [1]
 print("\\nSequenceExample of a", true_label.bytes_list.value[0].decode(), "video ->",
       [label.decode() for label in by_example["top_k_labels"].numpy()[0]])"""),
     ("markdown", """\
-## 5. AVA action detection: person boxes in, actions per box out
+## 5. Predict on a whole video
+
+`python -m slowfast_tf.predict my_video.mp4 --model model.keras --labels classes.txt` slides clips
+of the model's length over a whole video, prints the top-k per window and for the video, and can
+write JSON/CSV, per-window features, the video with the labels drawn on it and a timeline plot
+(see the README). In Python, `predict.Predictor` does the same for one video. Clip settings come
+from the model (its clip spec); keyword arguments override single fields, here the tiny model's
+16 frames and 32 px crop."""),
+    ("code", """\
+from slowfast_tf import predict
+
+clip_spec = predict.resolve_clip_spec(tiny, num_frames=NUM_FRAMES, test_crop=CROP,
+                                      test_short_side=CROP)
+predictor = predict.Predictor(tiny, clip_spec, batch_size=4)
+video = os.path.join(video_dir, "videos", "test", "grow", "grow_0000.mp4")
+prediction = predictor.predict_video(video, stride_seconds=0.5)
+print(predict.format_prediction(prediction, list(CLASSES), 2))
+print("features per window:", prediction.features.shape)"""),
+    ("markdown", """\
+## 6. AVA action detection: person boxes in, actions per box out
 
 The paper's second task. `SlowFastDetector` (presets `slowfast_r50_ava_32x2`, ...) puts
 PySlowFast's RoI head on the backbone: per-pathway temporal pooling, RoIAlign 7x7 at 1/16 scale

@@ -45,9 +45,10 @@ for m in ("slowfast", "slow"):
 PY
 
 step "5/6 export SlowFast as a TF Serving SavedModel -> $W/models"
+# No clip flag: model.keras carries the clip spec it was trained with (frames, rate, 36 px short
+# side, 32 px crop, mean/std), and the SavedModel hands it to the client (`metadata` signature).
 python export.py --model_file="$W/slowfast/model.keras" --labels_file="$W/records/classes.txt" \
-  --output_dir="$W/models" --model_name=slowfast_synthetic --short_side=36 --crop_size=32 \
-  --data_preset=synthetic_slowfast --top_k=3
+  --output_dir="$W/models" --model_name=slowfast_synthetic --top_k=3
 
 step "6/6 predict one synthetic MP4 through the serving client (local gRPC PredictionService)"
 python - "$W" <<'PY'
@@ -62,8 +63,7 @@ try:
     for line in open(f"{w}/videos/test.csv").read().splitlines()[::10][:3]:
         path, label = line.split()
         outputs = client.classify(os.path.join(w, "videos", path), f"127.0.0.1:{port}",
-                                  model_name="slowfast_synthetic", num_frames=16, sampling_rate=2,
-                                  resize_short_side=36)
+                                  model_name="slowfast_synthetic")
         print(f"{path} (true class {label}):")
         print(client.format_top_k(outputs))
 finally:

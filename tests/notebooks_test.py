@@ -57,6 +57,9 @@ _DRIVER = textwrap.dedent("""\
         "top_k_probabilities": [float(p) for p in namespace["top_k_probabilities"]],
         "classes": list(namespace["CLASSES"]),
         "eval_results": namespace["eval_results"],
+        "predict_windows": [[float(s), float(e)] for s, e in
+                            zip(namespace["prediction"].starts, namespace["prediction"].ends)],
+        "predict_features": list(namespace["prediction"].features.shape),
         "detection_probabilities": namespace["detection_probabilities"].tolist(),
         "num_actors": len(namespace["actors"]),
         "work_dir_exists": __import__("os").path.exists(namespace["WORK_DIR"]),
@@ -143,7 +146,10 @@ def test_quickstart_notebook_runs(tmp_path):
     evaluation = result["eval_results"]  # evaluate_multiview summary, 2 clips per video
     assert (evaluation["num_videos"], evaluation["num_views"]) == (6, 12)
     assert 0.0 <= evaluation["top1"] <= 100.0
-    # Section 5: one row of 6 sigmoid probabilities per actor box (2-3 actors per clip).
+    # 1.2 s = 36 frames; 32-frame windows (16 x rate 2): the one at 0 and the one ending at 36.
+    assert result["predict_windows"] == [[0.0, 32 / 30], [4 / 30, 1.2]]
+    assert result["predict_features"] == [2, 320]
+    # Section 6: one row of 6 sigmoid probabilities per actor box (2-3 actors per clip).
     detection = np.array(result["detection_probabilities"])
     assert detection.shape == (result["num_actors"], 6) and 2 <= result["num_actors"] <= 3
     assert np.all((detection > 0) & (detection < 1))

@@ -68,15 +68,18 @@ COVERAGE = {
         "tests/readme_commands_test.py::test_synthetic_slowfast_command_rejects_bad_labels",
     "python train.py --flagfile=configs/synthetic_slow.flags":
         "tests/readme_commands_test.py::test_synthetic_slow_command_survives_a_truncated_shard",
-    "python export.py": "EXEMPT: full-size preset with converted Kinetics weights (minutes, 138 MB); "
-    "slowfast_tf/serving/large_export_test.py exports that preset (--run-large), "
-    "export_main_test.py runs export.main's other flags at tiny size",
+    "python export.py":
+        "slowfast_tf/serving/export_main_test.py::test_readme_export_command_tiny_reads_the_sidecar",
     "docker run": "EXEMPT: no Docker engine on the build machines (see the README)",
     "python -m slowfast_tf.serving.client": "slowfast_tf/serving/client_test.py::test_command_line",
     "python export.py --model_file":
         "slowfast_tf/serving/detection_signatures_test.py::test_export_py_exports_a_detector",
     "python -m slowfast_tf.serving.client --video x.mp4 --boxes":
         "slowfast_tf/serving/detection_serving_test.py::test_command_line_boxes",
+    "python -m slowfast_tf.predict my_video.mp4":
+        "slowfast_tf/predict_test.py::test_windows_json_csv_and_printed_report",
+    "python -m slowfast_tf.predict videos/":
+        "slowfast_tf/predict_test.py::test_directory_preset_weights_gif_and_a_bad_video",
 }
 
 
@@ -180,8 +183,18 @@ def test_readme_no_data_command_runs_cleanly(tmp_path):
     assert "--epochs=1" in args and "--fake_data" in args
     out = _run(args + ["--verbose=0", "--notensorboard"], tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
-    for name in ("final.weights.h5", "model.keras", "flags.txt", "flags.json"):
+    for name in ("final.weights.h5", "final.clip_spec.json", "model.keras", "flags.txt",
+                 "flags.json"):
         assert (tmp_path / "smoke" / name).exists(), name
+    # The clip spec it trained with travels in model.keras and next to the weights.
+    import zipfile
+
+    from slowfast_tf.clip_spec import CLIP_SPECS, ClipSpec
+
+    with zipfile.ZipFile(tmp_path / "smoke" / "model.keras") as archive:
+        saved = json.loads(archive.read("config.json"))["config"]["clip_spec"]
+    assert ClipSpec.from_dict(saved) == CLIP_SPECS["slowfast_8x8"]
+    assert ClipSpec.load(str(tmp_path / "smoke" / "final.clip_spec.json")) == CLIP_SPECS["slowfast_8x8"]
     assert "warming up for 1 epochs" in out.stderr
     for noise in _NOISE:
         assert noise not in out.stderr, out.stderr[:2000]

@@ -103,7 +103,7 @@ def read_frame_list(csv_path: str, frame_root: str = "", split: str = "train") -
 def _resize_jpeg(data: bytes, short_side: int, qscale_quality: int = 90) -> tuple[bytes, int, int]:
     import tensorflow as tf
 
-    from tfrecords_tools.encode import output_size
+    from slowfast_tf.video_io import output_size
 
     image = tf.io.decode_jpeg(data, channels=3)
     h, w = int(image.shape[0]), int(image.shape[1])

@@ -22,6 +22,7 @@ import types
 
 from absl import flags
 
+from slowfast_tf import clip_spec
 from slowfast_tf.convert import checkpoints, name_maps
 from slowfast_tf.utils import cli_flags, fileio
 
@@ -150,9 +151,12 @@ def convert(args):
         # Temp file + rename: a kill mid-write leaves the previous --output_file intact.
         with fileio.atomic_path(out) as tmp:
             model.save_weights(tmp)
+        # X.clip_spec.json next to X.weights.h5: the preset's clip spec, which export.py and the
+        # other tools read instead of asking for clip flags.
+        sidecar = clip_spec.from_model(model).save(clip_spec.sidecar_path(out))
     except OSError as e:
         return _fail(f"cannot write --output_file {out}: {e.strerror or e}")
-    print(f"Wrote {out} ({time.time() - started:.1f} s)")
+    print(f"Wrote {out} and {sidecar} ({time.time() - started:.1f} s)")
 
     if not args.verify:
         return 0

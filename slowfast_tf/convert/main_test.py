@@ -62,6 +62,11 @@ def test_convert_and_verify(ptv_checkpoint, tmp_path, capsys):
     assert saved.keys() == expected.keys()
     for name, value in expected.items():
         np.testing.assert_array_equal(saved[name], value, err_msg=name)
+    # The sidecar carries the preset's clip spec (export.py --weights reads it).
+    from slowfast_tf.clip_spec import CLIP_SPECS, load_sidecar
+
+    assert load_sidecar(out) == CLIP_SPECS["slowfast_8x8"]
+    assert os.path.exists(str(tmp_path / "sf.clip_spec.json"))
 
 
 def test_num_classes_drops_the_head(ptv_checkpoint, tmp_path, capsys):

@@ -15,6 +15,7 @@ from slowfast_tf.data.input_pipeline import (
     make_distributed_dataset,
     preprocess_test_view,
     preprocess_train,
+    spatial_test_view,
 )
 from slowfast_tf.data.records import make_sequence_example, parse_sequence_example
 from slowfast_tf.data.transforms import pack_pathways, slow_indices
@@ -33,4 +34,5 @@ __all__ = [
     "preprocess_test_view",
     "preprocess_train",
     "slow_indices",
+    "spatial_test_view",
 ]

@@ -23,6 +23,7 @@ import sys
 
 import tensorflow as tf
 
+from slowfast_tf.clip_spec import ClipSpec
 from slowfast_tf.data import transforms
 from slowfast_tf.data.config import DataConfig
 from slowfast_tf.data.records import parse_sequence_example, read_tfrecord_shard
@@ -155,24 +156,45 @@ def preprocess_train(
     return _finish(frames, config, config.train_crop), label
 
 
+def spatial_test_view(
+    frames: tf.Tensor, spec: ClipSpec, num_crops: int = 1, spatial_idx: tf.Tensor | int = 1
+) -> dict[str, tf.Tensor]:
+    """The spatial part of a test view: decoded clip -> model inputs. Evaluation and serving call it.
+
+    1 crop (evaluation with ``num_crops=1``, the serving signatures, ``predict``): short side ->
+    ``spec.short_side`` (PySlowFast ``kinetics.py``: ``train_jitter_scales[0]`` unless
+    ``test_short_side`` is set), then a centre crop of ``test_crop``. 3 crops: short side ->
+    ``test_crop``, then crop `spatial_idx` (0 left/top, 1 centre, 2 right/bottom). Then normalise
+    and PackPathway.
+
+    Args:
+        frames: ``[num_frames, H, W, 3]`` uint8 or float RGB (the sampled clip).
+        spec: a `ClipSpec` (or `DataConfig`).
+        num_crops: 1 or 3.
+        spatial_idx: which of the 3 crops (ignored with 1 crop).
+
+    Returns:
+        ``{pathway: float32 [T_p, test_crop, test_crop, 3]}``.
+    """
+    if num_crops > 1:
+        frames = transforms.resize_short_side(frames, spec.test_crop)
+        frames = transforms.uniform_crop(frames, spec.test_crop, spatial_idx)
+    else:
+        frames = transforms.resize_short_side(frames, spec.short_side)
+        frames = transforms.uniform_crop(frames, spec.test_crop, 1)
+    return _finish(frames, spec, spec.test_crop)
+
+
 def preprocess_test_view(
     parsed: dict[str, tf.Tensor], view: tf.Tensor, config: DataConfig
 ) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-    """Test view `view` of a parsed record: clip ``view // num_crops``, crop ``view % num_crops``.
-
-    3 crops: short side -> test_crop, then left/center/right. 1 crop: short side ->
-    ``train_jitter_scales[0]``, then a centre crop of test_crop (PySlowFast ``kinetics.py``).
-    """
+    """Test view `view` of a parsed record: clip ``view // num_crops``, crop ``view % num_crops``
+    (the spatial part is `spatial_test_view`)."""
     view = tf.cast(view, tf.int32)
     clip_idx = view // config.num_crops
     frames = _sample_and_decode(parsed, config, clip_idx, seed=tf.zeros([2], tf.int32))
-    if config.num_crops > 1:
-        frames = transforms.resize_short_side(frames, config.test_crop)
-        frames = transforms.uniform_crop(frames, config.test_crop, view % config.num_crops)
-    else:
-        frames = transforms.resize_short_side(frames, config.train_jitter_scales[0])
-        frames = transforms.uniform_crop(frames, config.test_crop, 1)
-    return _finish(frames, config, config.test_crop), label_tensor(parsed["label_index"], config)
+    inputs = spatial_test_view(frames, config, config.num_crops, view % config.num_crops)
+    return inputs, label_tensor(parsed["label_index"], config)
 
 
 def _count_dropped(dataset, counter, index_fn, strip_fn):

@@ -52,6 +52,9 @@ from tqdm import tqdm
 
 from slowfast_tf.utils import cli_flags, fileio
 
+# The MP4 writer lives with the decoder; re-exported here, where the data set uses it.
+from slowfast_tf.video_io import pick_codec, rgb_to_yuv420p, write_mp4  # noqa: F401
+
 CLASSES = ("flicker_low", "flicker_high", "dart_up", "dart_down", "grow", "shrink")
 SPLITS = ("train", "val", "test")
 _FLICKER_HZ = {"flicker_low": (4.5, 7.0), "flicker_high": (10.5, 13.0)}
@@ -117,70 +120,6 @@ def render_video(
         image = background * (1 - mask) + colour[None, None, :] * mask
         frames[i] = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return frames
-
-
-def pick_codec() -> str:
-    """First of libx264 / mpeg4 this PyAV build can encode."""
-    import av
-
-    for codec in ("libx264", "mpeg4"):
-        try:
-            av.codec.Codec(codec, "w")
-            return codec
-        except Exception:  # noqa: BLE001 - PyAV raises several types for a missing encoder
-            continue
-    raise RuntimeError("PyAV has neither libx264 nor mpeg4 encoders; cannot write MP4 files.")
-
-
-def rgb_to_yuv420p(frame: np.ndarray) -> np.ndarray:
-    """uint8 ``[H, W, 3]`` RGB (H, W even) -> ``[H * 3 // 2, W]`` planar YUV 4:2:0, BT.601
-    limited range, in exact integer arithmetic (the layout ``VideoFrame.from_ndarray`` takes).
-
-    Chroma averages horizontal pixel pairs and filters rows with taps (1, 3, 3, 1) / 8 (edge
-    rows repeated), as FFmpeg's swscale does, but the result depends on nothing but the input:
-    swscale itself picks SIMD paths and slice threads at run time.
-    """
-    height, width = frame.shape[:2]
-    rgb = frame.astype(np.int64)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    y = (65481 * r + 128553 * g + 24966 * b + 127500) // 255000 + 16
-    pairs = rgb[:, 0::2] + rgb[:, 1::2]  # [H, W / 2, 3], 2x the mean
-    padded = np.concatenate([pairs[:1], pairs, pairs[-1:]], axis=0)
-    sums = padded[0:-3:2] + 3 * padded[1:-2:2] + 3 * padded[2:-1:2] + padded[3::2]  # 16x the mean
-    rs, gs, bs = sums[..., 0], sums[..., 1], sums[..., 2]
-    scale = 16 * 255000
-    u = (-37797 * rs - 74203 * gs + 112000 * bs + scale // 2) // scale + 128
-    v = (112000 * rs - 93786 * gs - 18214 * bs + scale // 2) // scale + 128
-    planes = [np.clip(p, 0, 255).astype(np.uint8).ravel() for p in (y, u, v)]
-    return np.concatenate(planes).reshape(height * 3 // 2, width)
-
-
-def write_mp4(path: str, frames: np.ndarray, fps: int = 30, codec: str | None = None) -> None:
-    """Encodes uint8 ``[T, H, W, 3]`` RGB frames (H, W even) to an MP4 file with PyAV.
-
-    Reproducible: the frames reach the encoder already in its pixel format (see
-    `rgb_to_yuv420p`), so FFmpeg does no conversion, and the encoder runs on one thread.
-    Written to a temporary file in the same folder and renamed when complete.
-    """
-    import av
-
-    codec = codec or pick_codec()
-    height, width = frames.shape[1:3]
-    with fileio.atomic_path(path) as tmp, av.open(tmp, mode="w", format="mp4") as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.codec_context.thread_count = 1
-        stream.codec_context.thread_type = "NONE"
-        if codec == "libx264":
-            stream.options = {"crf": "16", "preset": "veryfast", "threads": "1"}
-        else:
-            stream.codec_context.bit_rate = 2_000_000
-        for frame in frames:
-            yuv = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")
-            for packet in stream.encode(yuv):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
 
 
 def generate(

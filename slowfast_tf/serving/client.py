@@ -1,15 +1,20 @@
 r"""Client for a SlowFast model behind TensorFlow Serving (gRPC or REST).
 
-Decodes a video with PyAV, samples one clip the way PySlowFast samples a test view, and calls
-`PredictionService.Predict` (gRPC, port 8500) or `POST /v1/models/<name>:predict` (REST, 8501):
+Decodes a video with `slowfast_tf.video_io` (the records' decoder and resize rule), samples one
+clip the way PySlowFast samples a test view, and calls `PredictionService.Predict` (gRPC, port
+8500) or `POST /v1/models/<name>:predict` (REST, 8501):
 
     python -m slowfast_tf.serving.client --video x.mp4 --server localhost:8500
     python -m slowfast_tf.serving.client --video x.mp4 --server localhost:8501 --rest
 
-The numeric preprocessing (short side 256, center crop, normalisation, pathway packing) runs
-inside the SavedModel. The client only downsizes frames to short side `--resize_short_side` while
-decoding (as PySlowFast's datasets are pre-resized to 256 with ffmpeg), which keeps a 32-frame
-request at ~6 MB instead of ~200 MB at 1080p.
+The clip settings (frames, sampling rate, fps, short side) are asked from the served model first
+(its `metadata` signature returns its `ClipSpec`), so no clip flag is needed; `--num_frames`,
+`--sampling_rate`, `--target_fps` and `--resize_short_side` only override them. The numeric
+preprocessing (short side, center crop, normalisation, pathway packing) runs inside the
+SavedModel. The client only downsizes frames to the model's short side while decoding, by the
+same rule as `tfrecords_tools` records (`slowfast_tf.video_io`; PySlowFast's datasets are
+pre-resized to 256 with ffmpeg too), which keeps a 32-frame request at ~6 MB instead of ~200 MB
+at 1080p.
 
 AVA detectors (``export.py`` of a ``SlowFastDetector``) take person boxes as well; ``--boxes``
 reads them from a CSV (format: `read_boxes_csv`) and prints the top-k actions of every box:
@@ -32,15 +37,16 @@ if __name__ == "__main__":  # Before TF is imported: no duplicated start-up/cuIn
 
     tf_startup.quiet_tf_startup()
 
-import av  # noqa: E402
-import grpc
+import grpc  # noqa: E402
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
-from tqdm import tqdm
 
+from slowfast_tf import video_io
+from slowfast_tf.clip_spec import ClipSpec
 from slowfast_tf.data import transforms
+from slowfast_tf.serving import signatures
 from slowfast_tf.serving.payloads import encode_sequence_example
 
 FRAMES_KEY = "frames"
@@ -51,46 +57,21 @@ BOXES_KEY = "boxes"
 def decode_video(
     path: str, resize_short_side: int = 0, max_frames: int | None = None
 ) -> tuple[np.ndarray, float]:
-    """Decodes the first video stream to RGB uint8.
+    """Decodes the first video stream to RGB uint8 with `video_io.read_frames`.
 
     Args:
         path: video file readable by FFmpeg.
-        resize_short_side: if > 0, scale each frame so its short side has this length (bilinear
-            swscale, aspect ratio kept, as ffmpeg's `scale` filter used to pre-resize Kinetics).
+        resize_short_side: if > 0, resize so the short side has this length by the records'
+            rule (`video_io.output_size`: AREA, long side rounded to even), so served frames
+            match the training records.
         max_frames: stop after this many frames (None: the whole video).
 
     Returns:
-        `(frames uint8 [N, H, W, 3], fps)`.
+        `(frames uint8 [N, H, W, 3], fps)` at the source's average rate.
     """
-    if resize_short_side < 0:
-        raise ValueError(f"`resize_short_side` must be >= 0. Received: {resize_short_side}")
-    if max_frames is not None and max_frames < 1:
-        raise ValueError(f"`max_frames` must be >= 1 or None. Received: max_frames={max_frames}")
-    frames = []
-    with av.open(path) as container:
-        if not container.streams.video:
-            raise ValueError(f"No video stream in file. Received: path={path!r}")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        fps = float(stream.average_rate or stream.guessed_rate or 30)
-        total = min(x for x in (stream.frames or None, max_frames, float("inf")) if x)
-        progress = tqdm(
-            container.decode(stream), total=None if total == float("inf") else total,
-            desc="decode", unit="frame", leave=False, disable=not sys.stderr.isatty(),
-        )
-        for frame in progress:
-            if max_frames is not None and len(frames) >= max_frames:
-                break
-            if resize_short_side:
-                h, w = frame.height, frame.width
-                scale = resize_short_side / min(h, w)
-                frame = frame.reformat(
-                    width=max(1, round(w * scale)), height=max(1, round(h * scale)), format="rgb24"
-                )
-            frames.append(frame.to_ndarray(format="rgb24"))
-    if not frames:
-        raise ValueError(f"No frames could be decoded. Received: path={path!r}")
-    return np.stack(frames), fps
+    return video_io.read_frames(
+        path, short_side=resize_short_side, max_frames=max_frames, progress=True
+    )
 
 
 def clip_indices(
@@ -159,26 +140,11 @@ def _request_inputs(
     return {FRAMES_KEY: frames}
 
 
-def predict_grpc(
-    frames: np.ndarray,
-    server: str,
-    model_name: str = "slowfast",
-    signature_name: str = "serving_default",
-    timeout: float = 60.0,
-    fps: float = 30.0,
-    boxes: np.ndarray | None = None,
+def _call_grpc(
+    inputs: dict[str, np.ndarray], server: str, model_name: str, signature_name: str,
+    timeout: float,
 ) -> dict[str, np.ndarray]:
-    """Calls `PredictionService.Predict`; returns the outputs as numpy arrays.
-
-    `frames` is uint8 `[batch, T, H, W, 3]`: a clip for `serving_default`, or whole videos at
-    `fps` for `serve_examples` (sent as JPEG SequenceExamples; the server samples the clip).
-    `boxes` (detectors only): float32 `[N, 4]` normalised `(x1, y1, x2, y2)` of `frames`' batch 1.
-
-    Raises:
-        ValueError: bad `frames` (checked before sending).
-        RuntimeError: the server rejected the request (message carries the gRPC status).
-    """
-    inputs = _request_inputs(frames, signature_name, fps, boxes)
+    """One `PredictionService.Predict` call with numpy `inputs`; numpy outputs."""
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
     request.model_spec.signature_name = signature_name
@@ -195,7 +161,7 @@ def predict_grpc(
     return {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
 
 
-def predict_rest(
+def predict_grpc(
     frames: np.ndarray,
     server: str,
     model_name: str = "slowfast",
@@ -204,8 +170,27 @@ def predict_rest(
     fps: float = 30.0,
     boxes: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """`POST http://<server>/v1/models/<model_name>:predict` in the columnar `inputs` format."""
+    """Calls `PredictionService.Predict`; returns the outputs as numpy arrays.
+
+    `frames` is uint8 `[batch, T, H, W, 3]`: a clip for `serving_default`, or whole videos at
+    `fps` for `serve_examples` (sent as JPEG SequenceExamples; the server samples the clip).
+
+    Raises:
+        ValueError: bad `frames` (checked before sending).
+        RuntimeError: the server rejected the request (message carries the gRPC status).
+
+    `boxes` (detectors only): float32 `[N, 4]` normalised `(x1, y1, x2, y2)` of `frames`' batch 1.
+    """
     inputs = _request_inputs(frames, signature_name, fps, boxes)
+    return _call_grpc(inputs, server, model_name, signature_name, timeout)
+
+
+def _call_rest(
+    inputs: dict[str, np.ndarray], server: str, model_name: str, signature_name: str,
+    timeout: float, single_output: str = "probabilities",
+) -> dict[str, np.ndarray]:
+    """One `POST /v1/models/<name>:predict` (columnar `inputs`); numpy outputs. A signature
+    with one output answers with a bare list, returned under the key `single_output`."""
     payload = {}
     for key, value in inputs.items():
         if value.dtype == object:  # bytes travel base64-encoded in the REST API
@@ -227,16 +212,62 @@ def predict_rest(
         raise RuntimeError(f"Predict failed: HTTP {e.code}: {detail}") from e
     outputs = result["outputs"]
     if not isinstance(outputs, dict):  # a single-output signature answers with a bare list
-        outputs = {"probabilities": outputs}
+        outputs = {single_output: outputs}
     return {k: np.asarray(v) for k, v in outputs.items()}
 
 
-def _probe_fps(path: str) -> float:
-    with av.open(path) as container:
-        if not container.streams.video:
-            raise ValueError(f"No video stream in file. Received: path={path!r}")
-        stream = container.streams.video[0]
-        return float(stream.average_rate or stream.guessed_rate or 30)
+def predict_rest(
+    frames: np.ndarray,
+    server: str,
+    model_name: str = "slowfast",
+    signature_name: str = "serving_default",
+    timeout: float = 60.0,
+    fps: float = 30.0,
+    boxes: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """`POST http://<server>/v1/models/<model_name>:predict` in the columnar `inputs` format."""
+    inputs = _request_inputs(frames, signature_name, fps, boxes)
+    return _call_rest(inputs, server, model_name, signature_name, timeout)
+
+
+def fetch_clip_spec(
+    server: str, model_name: str = "slowfast", rest: bool = False, timeout: float = 60.0
+) -> ClipSpec | None:
+    """The served model's `ClipSpec`, from its `metadata` signature (see serving/signatures.py).
+
+    Returns None for an export made before clip specs were saved (no `metadata` signature).
+
+    Raises:
+        RuntimeError: the server could not be asked (unreachable, unknown model, ...).
+    """
+    inputs = {signatures.METADATA_INPUT_KEY: np.zeros([1], np.int32)}
+    try:
+        if rest:
+            outputs = _call_rest(inputs, server, model_name, signatures.METADATA_SIGNATURE,
+                                 timeout, single_output=signatures.CLIP_SPEC_KEY)
+        else:
+            outputs = _call_grpc(inputs, server, model_name, signatures.METADATA_SIGNATURE,
+                                 timeout)
+    except RuntimeError as e:
+        # TF Serving: 'Serving signature name: "metadata" not found in signature def'.
+        if f'"{signatures.METADATA_SIGNATURE}" not found' in str(e):
+            return None
+        raise
+    return signatures.clip_spec_from_metadata(outputs)
+
+
+def resolve_clip_spec(
+    server: str, model_name: str = "slowfast", rest: bool = False, timeout: float = 60.0,
+    **overrides,
+) -> ClipSpec:
+    """The model's clip spec (`fetch_clip_spec`) with the non-None `overrides` (flags) applied;
+    PySlowFast's Kinetics defaults (`ClipSpec()`) with a warning for an export without one."""
+    spec = fetch_clip_spec(server, model_name, rest, timeout)
+    if spec is None:
+        print(f"warning: model {model_name!r} at {server} has no `metadata` signature (exported "
+              "before clip specs); using ClipSpec() defaults and the flags.", file=sys.stderr)
+        spec = ClipSpec()
+    return spec.override(**overrides)
 
 
 def _window_frames(fps: float, num_frames: int, sampling_rate: int, target_fps: float) -> int:
@@ -275,7 +306,7 @@ def load_clip(
     """
     max_frames = None
     if position == "start":
-        fps = _probe_fps(video)
+        fps = video_io.probe(video).fps
         max_frames = _window_frames(fps, num_frames, sampling_rate, target_fps)
     frames, fps = decode_video(video, resize_short_side, max_frames)
     idx = clip_indices(len(frames), fps, num_frames, sampling_rate, target_fps, position)
@@ -300,31 +331,43 @@ def classify(
     rest: bool = False,
     model_name: str = "slowfast",
     signature_name: str = "serving_default",
-    num_frames: int = 32,
-    sampling_rate: int = 2,
-    target_fps: float = 30.0,
-    resize_short_side: int = 256,
+    num_frames: int | None = None,
+    sampling_rate: int | None = None,
+    target_fps: float | None = None,
+    resize_short_side: int | None = None,
     position: str = "start",
     timeout: float = 60.0,
     max_frames: int | None = None,
     square: bool = True,
+    clip_spec: ClipSpec | None = None,
 ) -> dict[str, np.ndarray]:
     """Decode, sample and send one video; what the command line runs.
 
-    `serving_default` sends the sampled clip; `serve_examples` sends the whole (resized) video,
-    or its first `max_frames` frames, as a SequenceExample and lets the server cut the clip (its
-    window always starts at frame 0).
+    The clip settings come from the served model (`resolve_clip_spec`, or `clip_spec` when
+    given); `num_frames`, `sampling_rate` and `target_fps` override them when not None, and
+    `resize_short_side` (None: the model's short side; 0: full size) sets the decode-time
+    downsizing. `serving_default` sends the sampled clip; `serve_examples` sends the whole
+    (resized) video, or its first `max_frames` frames, as a SequenceExample and lets the server
+    cut the clip (its window always starts at frame 0).
     """
+    overrides = dict(num_frames=num_frames, sampling_rate=sampling_rate, target_fps=target_fps)
+    if clip_spec is None:
+        clip_spec = resolve_clip_spec(server, model_name, rest, timeout, **overrides)
+    else:
+        clip_spec = clip_spec.override(**overrides)
+    if resize_short_side is None:
+        resize_short_side = clip_spec.short_side
     predict = predict_rest if rest else predict_grpc
     if signature_name == "serve_examples":
-        # The server samples with the model's own sampling rate, which the client does not know,
-        # so it gets the whole video unless `max_frames` caps it (the server's window starts at
-        # frame 0: a cap that covers the window changes nothing).
+        # The server samples with the model's own sampling rate, so it gets the whole video
+        # unless `max_frames` caps it (the server's window starts at frame 0: a cap that covers
+        # the window changes nothing).
         frames, fps = decode_video(video, resize_short_side, max_frames)
         frames = center_square(frames) if square else frames
         return predict(frames[None], server, model_name, signature_name, timeout, fps=fps)
     clip = load_clip(
-        video, num_frames, sampling_rate, target_fps, resize_short_side, position, square
+        video, clip_spec.num_frames, clip_spec.sampling_rate, clip_spec.target_fps,
+        resize_short_side, position, square,
     )
     return predict(clip, server, model_name, signature_name, timeout)
 
@@ -462,15 +505,16 @@ def detect(
     server: str,
     rest: bool = False,
     model_name: str = "slowfast",
-    num_frames: int = 32,
-    sampling_rate: int = 2,
-    target_fps: float = 30.0,
-    resize_short_side: int = 256,
+    num_frames: int | None = None,
+    sampling_rate: int | None = None,
+    target_fps: float | None = None,
+    resize_short_side: int | None = None,
     timeout: float = 60.0,
 ) -> list[tuple[Keyframe, dict[str, np.ndarray]]]:
     """`--boxes`: one detection request per keyframe of `boxes_csv`; what the command line runs.
 
-    Each request sends the whole frame (short side `resize_short_side`, no square crop: the
+    Clip settings left None come from the served model (`resolve_clip_spec`). Each request sends
+    the whole frame (short side `resize_short_side`, no square crop: the
     boxes are normalised to the full frame) of the `num_frames` x `sampling_rate` clip centred on
     the keyframe, and the keyframe's boxes. Decoding stops after the last keyframe's window.
 
@@ -479,9 +523,15 @@ def detect(
         `top_k_labels` `[N, k]`, one row per box.
     """
     keyframes = read_boxes_csv(boxes_csv)  # a bad CSV fails before the video is decoded
+    if None in (num_frames, sampling_rate, target_fps, resize_short_side):
+        spec = resolve_clip_spec(server, model_name, rest, timeout, num_frames=num_frames,
+                                 sampling_rate=sampling_rate, target_fps=target_fps)
+        num_frames, sampling_rate, target_fps = spec.num_frames, spec.sampling_rate, spec.target_fps
+        if resize_short_side is None:
+            resize_short_side = spec.short_side
     max_frames = None
     if all(k.sec is not None for k in keyframes):
-        fps = _probe_fps(video)
+        fps = video_io.probe(video).fps
         last = round(max(k.sec for k in keyframes) * target_fps) + num_frames * sampling_rate
         max_frames = math.ceil(last * fps / target_fps) + 2
     frames, fps = decode_video(video, resize_short_side, max_frames)
@@ -521,17 +571,24 @@ def define_flags(flag_values=flags.FLAGS):
         "serving_default sends the sampled uint8 clip; serve_examples sends the whole video as "
         "a JPEG SequenceExample and the server samples the clip.", **fv,
     )
+    # Clip settings: asked from the model (its `metadata` signature); these flags override them.
     flags.DEFINE_integer(
-        "num_frames", 32, "Frames sent (the server resamples to the model's T).", **fv
+        "num_frames", None,
+        "Override: frames sent (the server resamples to the model's T); default: the model's.",
+        **fv,
     )
-    flags.DEFINE_integer("sampling_rate", 2, "Stride between frames at --target_fps.", **fv)
-    flags.DEFINE_float("target_fps", 30.0, "Frame rate --sampling_rate refers to.", **fv)
+    flags.DEFINE_integer(
+        "sampling_rate", None, "Override: stride between frames at --target_fps.", **fv
+    )
+    flags.DEFINE_float("target_fps", None, "Override: frame rate --sampling_rate refers to.", **fv)
     flags.DEFINE_enum(
         "clip_position", "start", ["start", "center"],
         "start = PySlowFast's single test view; center = middle of the video.", **fv,
     )
     flags.DEFINE_integer(
-        "resize_short_side", 256, "Client-side downsizing while decoding; 0 = full size.", **fv
+        "resize_short_side", None,
+        "Client-side downsizing while decoding; default: the model's short side; 0 = full size.",
+        **fv,
     )
     flags.DEFINE_bool(
         "square_crop", True,
@@ -543,7 +600,8 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_integer(
         "max_frames", None,
         "serve_examples only: send the first N frames instead of the whole video. N must cover "
-        "the model's window (sampling_rate * num_frames * fps / 30, 64 at 30 fps for 8x8).", **fv,
+        "the model's window (sampling_rate * num_frames * fps / target_fps, 64 at 30 fps for "
+        "8x8).", **fv,
     )
     flags.DEFINE_string(
         "boxes", None,

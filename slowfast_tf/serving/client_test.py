@@ -13,9 +13,10 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from slowfast_tf.clip_spec import ClipSpec
 from slowfast_tf.serving import client, tfserving
 from slowfast_tf.testing import local_server
-from slowfast_tf.testing.serving_models import LABELS, MODEL_NAME
+from slowfast_tf.testing.serving_models import LABELS, MODEL_NAME, TINY_CLIP_SPEC
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -112,7 +113,7 @@ def test_grpc_and_rest_match_the_session(video_path, servers, session_runner):
 def test_serve_examples_agrees_with_frames(video_path, servers):
     """The server cuts the same window out of the whole (JPEG-coded) video as the client does."""
     grpc_addr, rest_addr = servers
-    kwargs = dict(model_name=MODEL_NAME, num_frames=8, sampling_rate=2, resize_short_side=72)
+    kwargs = dict(model_name=MODEL_NAME)  # no clip setting: the client asks the model
     examples = client.classify(video_path, grpc_addr, signature_name="serve_examples", **kwargs)
     examples_rest = client.classify(
         video_path, rest_addr, rest=True, signature_name="serve_examples", **kwargs
@@ -203,8 +204,7 @@ def test_command_line(video_path, servers):
     """The real `python -m slowfast_tf.serving.client` process against the local gRPC server."""
     cmd = [
         sys.executable, "-m", "slowfast_tf.serving.client", f"--video={video_path}",
-        f"--server={servers[0]}", f"--model_name={MODEL_NAME}", "--num_frames=8",
-        "--resize_short_side=72",
+        f"--server={servers[0]}", f"--model_name={MODEL_NAME}",  # no clip flag: from the model
     ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
@@ -227,7 +227,7 @@ def run_main(capsys, *argv):
 
 
 def test_command_line_main_rest_and_errors(video_path, servers, capsys):
-    common = [f"--video={video_path}", "--num_frames=8", "--resize_short_side=72"]
+    common = [f"--video={video_path}"]
     code, out = run_main(capsys, *common, f"--server={servers[1]}", "--rest",
                          f"--model_name={MODEL_NAME}", "--signature_name=serve_examples")
     assert code == 0 and "REST" in out.out and "\n1. " in out.out
@@ -255,3 +255,38 @@ def test_module_help_has_no_runpy_warning():
         proc.stderr[-2000:]
     )
     assert "cuInit" not in proc.stderr and "InitializeLog" not in proc.stderr, proc.stderr[-2000:]
+
+
+def test_client_asks_the_model_for_its_clip_spec(video_path, servers, session_runner):
+    """`metadata` over gRPC and REST gives the export's clip spec; flags override it; the
+    default request equals one built by hand from that spec."""
+    grpc_addr, rest_addr = servers
+    assert client.fetch_clip_spec(grpc_addr, MODEL_NAME) == TINY_CLIP_SPEC
+    assert client.fetch_clip_spec(rest_addr, MODEL_NAME, rest=True) == TINY_CLIP_SPEC
+    assert client.resolve_clip_spec(grpc_addr, MODEL_NAME, num_frames=16, sampling_rate=None) == (
+        TINY_CLIP_SPEC.replace(num_frames=16)
+    )
+    got = client.classify(video_path, grpc_addr, model_name=MODEL_NAME)
+    clip = client.load_clip(video_path, 8, 2, resize_short_side=72)  # TINY_CLIP_SPEC's values
+    expected = session_runner.run("serving_default", {"frames": clip})
+    np.testing.assert_allclose(got["probabilities"], expected["probabilities"], rtol=1e-6)
+    with pytest.raises(RuntimeError, match="NOT_FOUND"):
+        client.fetch_clip_spec(grpc_addr, "no_such_model")
+
+
+def test_client_falls_back_for_an_export_without_metadata(servers, capsys):
+    """An export made before clip specs: no `metadata` signature -> defaults, with a warning."""
+    class OldRunner:
+        def run(self, name, inputs, output_filter=()):
+            raise local_server.PredictError(
+                f'Serving signature name: "{name}" not found in signature def.', "NOT_FOUND"
+            )
+
+    grpc_server, port = local_server.serve_grpc({"old": (1, OldRunner())})
+    try:
+        assert client.fetch_clip_spec(f"127.0.0.1:{port}", "old") is None
+        spec = client.resolve_clip_spec(f"127.0.0.1:{port}", "old", num_frames=8)
+    finally:
+        grpc_server.stop(0)
+    assert spec == ClipSpec(num_frames=8)
+    assert "has no `metadata` signature" in capsys.readouterr().err

@@ -33,13 +33,13 @@ def warmup_requests(
 
     Args:
         model_name: name in `models.config`.
-        config: the export's `ServingConfig` (T and short side).
+        config: the export's `ServingConfig` (T and short side of its clip spec).
         frame_size: `(H, W)` of the warm-up frames; default `(short_side, short_side)`.
     """
-    h, w = frame_size or (config.short_side, config.short_side)
+    h, w = frame_size or (config.clip.short_side, config.clip.short_side)
     # Fixed seed: the warm-up file is part of the artifact and should be reproducible.
     rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, size=(1, config.num_frames, h, w, 3), dtype=np.uint8)
+    frames = rng.integers(0, 256, size=(1, config.clip.num_frames, h, w, 3), dtype=np.uint8)
     examples = np.array([payloads.encode_sequence_example(frames[0])], dtype=object)
     return [
         tfserving.predict_request(
@@ -47,6 +47,11 @@ def warmup_requests(
         ),
         tfserving.predict_request(
             model_name, {signatures.EXAMPLES_KEY: examples}, signatures.EXAMPLES_SIGNATURE
+        ),
+        tfserving.predict_request(
+            model_name,
+            {signatures.METADATA_INPUT_KEY: np.zeros([1], np.int32)},
+            signatures.METADATA_SIGNATURE,
         ),
     ]
 
@@ -96,7 +101,7 @@ def export_for_serving(
     if warmup:
         tfserving.write_warmup_requests(stage, warmup_requests(model_name, config))
         warmup_file = os.path.join(final_dir, tfserving.WARMUP_FILE)
-    info = {"model_name": model_name, "version": version, **dataclasses.asdict(config)}
+    info = {"model_name": model_name, "version": version, **config.to_dict()}
     info.update(metadata or {})
     tf.io.gfile.makedirs(os.path.join(stage, "assets.extra"))
     fileio.atomic_write_text(

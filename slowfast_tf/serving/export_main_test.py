@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 from absl import flags
 
+from slowfast_tf import clip_spec
+from slowfast_tf.clip_spec import ClipSpec
+from slowfast_tf.serving import signatures
 from slowfast_tf.testing import local_server, serving_models
-from slowfast_tf.testing.serving_models import LABELS, MODEL_NAME
+from slowfast_tf.testing.serving_models import LABELS, MODEL_NAME, TINY_CLIP_SPEC
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)
@@ -37,11 +40,11 @@ def test_export_main_adds_version_2(tiny_model, serving_export, session_runner, 
     labels_file = tmp_path / "labels.txt"
     labels_file.write_text("\n".join(LABELS) + "\n")
     # Reuse the session's model instead of building a preset (a weights file would load into it).
+    # No clip flag: the clip spec comes from the model.
     monkeypatch.setattr(export, "load_model", lambda f: tiny_model)
     export.main([], flag_values=parse_flags(
         f"--output_dir={base}", f"--model_name={MODEL_NAME}", f"--labels_file={labels_file}",
-        "--short_side=72", "--crop_size=64", "--top_k=3", "--warmup=false",
-        f"--serving_base_path=/models/{MODEL_NAME}",
+        "--top_k=3", "--warmup=false", f"--serving_base_path=/models/{MODEL_NAME}",
     ))
     export_dir = os.path.join(base, MODEL_NAME, "2")
     assert capsys.readouterr().out.strip() == export_dir
@@ -49,7 +52,8 @@ def test_export_main_adds_version_2(tiny_model, serving_export, session_runner, 
     assert not os.path.exists(os.path.join(export_dir, "assets.extra", "tf_serving_warmup_requests"))
     with open(os.path.join(export_dir, "assets.extra", "export_config.json")) as f:
         info = json.load(f)
-    assert info["version"] == 2 and info["crop_size"] == 64 and "--short_side=72" in info["flags"]
+    assert info["version"] == 2 and "--top_k=3" in info["flags"]
+    assert ClipSpec.from_dict(info["clip_spec"]) == TINY_CLIP_SPEC
     with open(os.path.join(base, "models.config")) as f:
         text = f.read()
     assert text.count("name:") == 1 and f'base_path: "/models/{MODEL_NAME}"' in text
@@ -73,28 +77,90 @@ def test_export_main_needs_one_model_source():
         export.main([], flag_values=parse_flags("--preset=slowfast_r50_8x8"))
 
 
-def test_config_overrides_follow_the_preset():
-    sf = export.config_overrides(parse_flags("--preset=slowfast_r50_8x8"))
-    assert (sf["short_side"], sf["crop_size"], sf["sampling_rate"]) == (256, 256, 2)
-    assert sf["mean"] == (0.45, 0.45, 0.45) and sf["target_fps"] == 30.0
-    # The limit flags default to ServingConfig's own defaults (one owner).
-    assert (sf["max_frame_pixels"], sf["max_request_frames"], sf["max_decoded_bytes"]) == (
-        4096 * 4096, 4096, 2**30
-    )
-    tv = export.config_overrides(parse_flags("--preset=r2plus1d_r18_torchvision"))
-    assert (tv["short_side"], tv["crop_size"], tv["sampling_rate"]) == (128, 112, 1)
-    assert tv["mean"] == (0.43216, 0.394666, 0.37645)
-    flagged = export.config_overrides(parse_flags(
-        "--preset=slowfast_r50_8x8", "--crop_size=224", "--mean=0.5,0.5,0.5", "--top_k=1"
-    ))
-    assert (flagged["short_side"], flagged["crop_size"], flagged["top_k"]) == (256, 224, 1)
-    assert flagged["mean"] == (0.5, 0.5, 0.5)
-    assert export.config_overrides(parse_flags("--crop_size=160"))["short_side"] == 160
-    limits = export.config_overrides(parse_flags(
+def test_clip_flags_only_override_the_model_spec(caplog):
+    spec = export.clip_spec_from_flags(parse_flags(), TINY_CLIP_SPEC)
+    assert spec == TINY_CLIP_SPEC  # no flag: the model's own
+    flagged = export.clip_spec_from_flags(parse_flags(
+        "--test_crop=48", "--mean=0.5,0.5,0.5", "--sampling_rate=4"
+    ), TINY_CLIP_SPEC)
+    assert flagged == TINY_CLIP_SPEC.replace(test_crop=48, mean=(0.5,) * 3, sampling_rate=4)
+    # A named clip spec replaces the model's; the old spellings still work, with a warning.
+    named = export.clip_spec_from_flags(parse_flags("--clip_spec=r2plus1d_torchvision_16x1"),
+                                        TINY_CLIP_SPEC)
+    assert (named.short_side, named.test_crop, named.mean[0]) == (128, 112, 0.43216)
+    old = export.clip_spec_from_flags(parse_flags(
+        "--data_preset=synthetic_slowfast", "--short_side=36", "--crop_size=32"
+    ), TINY_CLIP_SPEC)
+    assert old == clip_spec.get_clip_spec("synthetic_slowfast", test_short_side=36, test_crop=32)
+    assert "--short_side is deprecated" in caplog.text and "--data_preset is deprecated" in caplog.text
+    with pytest.raises(ValueError, match="--crop_size and --test_crop disagree"):
+        export.clip_spec_from_flags(parse_flags("--crop_size=32", "--test_crop=48"), TINY_CLIP_SPEC)
+    serving = export.serving_overrides(parse_flags(
         "--max_frame_pixels=100", "--max_request_frames=7", "--max_decoded_bytes=9"
     ))
-    assert (limits["max_frame_pixels"], limits["max_request_frames"],
-            limits["max_decoded_bytes"]) == (100, 7, 9)
+    assert serving == {"top_k": 5, "max_frame_pixels": 100, "max_request_frames": 7,
+                       "max_decoded_bytes": 9}
+    # The limit flags default to ServingConfig's own defaults (one owner).
+    defaults = export.serving_overrides(parse_flags())
+    assert (defaults["max_frame_pixels"], defaults["max_request_frames"],
+            defaults["max_decoded_bytes"]) == (4096 * 4096, 4096, 2**30)
+
+
+def test_preset_model_carries_its_named_clip_spec():
+    """--preset (+ --model_overrides): the preset's clip spec, frames following the overrides."""
+    model = export.load_model(parse_flags(
+        "--preset=slow_r50_8x8", "--num_classes=3", '--model_overrides={"depth": 18, "width": 8}'
+    ))
+    assert clip_spec.from_model(model) == clip_spec.get_clip_spec("slow_8x8")
+    with pytest.raises(ValueError, match="--model_overrides must be a JSON dict"):
+        export.load_model(parse_flags("--preset=slow_r50_8x8", "--model_overrides=[1]"))
+
+
+def _readme_export_command():
+    """The README's `python export.py --preset=...` command, continuation lines joined."""
+    import shlex
+
+    with open(os.path.join(REPO, "README.md")) as f:
+        text = f.read()
+    match = re.search(r"^python export\.py --preset=.*?(?<!\\)\n", text, flags=re.M | re.S)
+    return shlex.split(match.group(0).replace("\\\n", " "))
+
+
+@pytest.mark.slow
+def test_readme_export_command_tiny_reads_the_sidecar(tmp_path):
+    """The README's preset + converted-weights export, at tiny size (--model_overrides): no clip
+    flag, the clip spec comes from the sidecar `X.clip_spec.json` the converter writes."""
+    from slowfast_tf.models import build_model
+
+    argv = _readme_export_command()
+    assert argv[:2] == ["python", "export.py"] and "--preset=slowfast_r50_8x8" in argv
+    overrides = {"depth": 18, "width": 8, "beta_inv": 4, "num_frames": 8, "train_crop_size": 32}
+    model = build_model("slowfast_r50_8x8", num_classes=len(LABELS), **overrides)
+    weights = str(tmp_path / "slowfast_r50_8x8_k400.weights.h5")
+    model.save_weights(weights)
+    TINY_CLIP_SPEC.save(clip_spec.sidecar_path(weights))  # as python -m slowfast_tf.convert does
+    (tmp_path / "labels.txt").write_text("\n".join(LABELS) + "\n")
+    values = {"--num_classes": str(len(LABELS)), "--weights": weights,
+              "--labels_file": str(tmp_path / "labels.txt"),
+              "--export_base": str(tmp_path / "models")}
+    args = [a if a.split("=")[0] not in values else f"{a.split('=')[0]}={values[a.split('=')[0]]}"
+            for a in argv[2:]]
+    assert {a.split("=")[0] for a in args} >= {"--preset", "--model_name", "--serving_base_path",
+                                              *values}
+    export.main([], flag_values=parse_flags(*args, f"--model_overrides={json.dumps(overrides)}"))
+    export_dir = str(tmp_path / "models" / "slowfast" / "1")
+    assert ClipSpec.load(os.path.join(export_dir, "assets", "clip_spec.json")) == TINY_CLIP_SPEC
+    runner = local_server.SessionRunner(export_dir)
+    try:
+        reply = runner.run("metadata", {"dummy": np.zeros([1], np.int32)})
+        assert signatures.clip_spec_from_metadata(reply) == TINY_CLIP_SPEC
+        frames = np.random.default_rng(0).integers(0, 256, (1, 8, 72, 72, 3), np.uint8)
+        got = runner.run("serving_default", {"frames": frames})["probabilities"]
+    finally:
+        runner.close()
+    x = (frames[:, :, 4:68, 4:68].astype(np.float32) / 255.0 - 0.45) / 0.225  # 72 -> 64 crop
+    expected = model.build_eval_model()({"slow": x[:, [0, 7]], "fast": x})["probabilities"]
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-4, atol=1e-6)
 
 
 def run_cli(capsys, *argv):

@@ -10,6 +10,14 @@ Two signatures, both ending in the same in-graph test-time preprocessing and eva
 Both return `probabilities` float32 `[batch, num_classes]` (mean over positions of softmax, the
 PySlowFast eval head), `top_k_ids` int32 `[batch, k]` and `top_k_labels` string `[batch, k]`.
 
+The model's clip settings travel with the SavedModel so that a client needs no clip flags:
+
+* the `metadata` signature: input `dummy` int32 `[batch]` (any values, e.g. `[0]`; it exists
+  because TF Serving's server-side batching needs a batched input), output `clip_spec` string
+  `[batch]`, the `ClipSpec` JSON (`slowfast_tf/clip_spec.py`), one copy per row. The client asks
+  for it first (`client.fetch_clip_spec`); `clip_spec_from_metadata` parses a reply.
+* `assets/clip_spec.json`: the same JSON as a file, for tools that read the export directory.
+
 Both check the request against the export's limits (`ServingConfig.max_*`) before any frame is
 decoded or resized: `serve_examples` reads only the JPEG headers (`extract_jpeg_shape`) to learn
 each frame's size, so a small request that declares huge frames fails before any pixel is decoded
@@ -32,7 +40,9 @@ import tempfile
 
 import tensorflow as tf
 
-from slowfast_tf.data import records
+from slowfast_tf import clip_spec as clip_spec_lib
+from slowfast_tf.clip_spec import ClipSpec
+from slowfast_tf.data import DataConfig, records
 from slowfast_tf.serving import preprocessing
 
 FRAMES_KEY = "frames"
@@ -40,24 +50,23 @@ EXAMPLES_KEY = "examples"
 OUTPUT_KEYS = ("probabilities", "top_k_ids", "top_k_labels")
 DEFAULT_SIGNATURE = "serving_default"
 EXAMPLES_SIGNATURE = "serve_examples"
+METADATA_SIGNATURE = "metadata"
+METADATA_INPUT_KEY = "dummy"
+CLIP_SPEC_KEY = "clip_spec"
 
 
 @dataclasses.dataclass(frozen=True)
 class ServingConfig:
-    """What the serving graph needs to know about the model and the test-time view.
+    """What the serving graph needs: the model's `ClipSpec` plus the answer size and request limits.
+
+    The serving view is the single-crop test view of `clip` (`ClipSpec.short_side`, centre crop of
+    `test_crop`); `clip` is also what the `metadata` signature and `assets/clip_spec.json` return,
+    with `test_short_side` resolved to a number.
 
     Args:
-        num_frames: int, clip length before pathway packing (SlowFast 8x8: 32, the fast T).
-        alpha: int, fast/slow frame-rate ratio (1 for single-pathway models).
-        pathways: tuple of str, the model's input keys (`("slow", "fast")`, `("slow",)`, ...).
-        short_side: int, short side after resizing (PySlowFast TEST_CROP_SIZE 256).
-        crop_size: int, center-crop side (256 as in PySlowFast's 3-crop test; 1 center crop here).
+        clip: `ClipSpec`, the model's clip settings (usually read from the model,
+            `serving_config_from_model`).
         top_k: int, number of `top_k_ids` / `top_k_labels` (clipped to num_classes).
-        sampling_rate: int, frame stride at `target_fps` used to cut the clip out of a whole
-            video in `serve_examples` (PySlowFast DATA.SAMPLING_RATE, 2 for SlowFast 8x8).
-        target_fps: float, the frame rate `sampling_rate` refers to (DATA.TARGET_FPS).
-        mean: RGB mean in [0, 1] units (DATA.MEAN).
-        std: RGB std in [0, 1] units (DATA.STD).
         max_frame_pixels: int, largest `H * W` of one frame (default 4096 * 4096: 4K video passes,
             an 8000 x 8000 JPEG does not).
         max_request_frames: int, most frames in one request: `batch * T` for `frames`, the
@@ -68,91 +77,105 @@ class ServingConfig:
             follows works in float32, 4 bytes per value on top of these.
     """
 
-    num_frames: int
-    alpha: int = 4
-    pathways: tuple[str, ...] = ("slow", "fast")
-    short_side: int = 256
-    crop_size: int = 256
+    clip: ClipSpec
     top_k: int = 5
-    sampling_rate: int = 2
-    target_fps: float = 30.0
-    mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
-    std: tuple[float, float, float] = (0.225, 0.225, 0.225)
     max_frame_pixels: int = 4096 * 4096
     max_request_frames: int = 4096
     max_decoded_bytes: int = 2**30
 
     def __post_init__(self):
-        object.__setattr__(self, "pathways", tuple(self.pathways))
-        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
-        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
-        for name in ("num_frames", "alpha", "short_side", "crop_size", "top_k", "sampling_rate",
-                     "max_frame_pixels", "max_request_frames", "max_decoded_bytes"):
+        if not isinstance(self.clip, ClipSpec):
+            raise ValueError(f"`clip` must be a ClipSpec. Received: clip={self.clip!r}")
+        clip = self.clip.clip_spec  # the clip part of a DataConfig
+        for name in ("top_k", "max_frame_pixels", "max_request_frames", "max_decoded_bytes"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
-        if self.crop_size > self.short_side:
+        if clip.test_crop > clip.short_side:
             raise ValueError(
-                "`crop_size` must not exceed `short_side`. "
-                f"Received: crop_size={self.crop_size}, short_side={self.short_side}"
+                "The serving view's centre crop must fit its short side: `test_crop` must not "
+                f"exceed the clip spec's short side. Received: test_crop={clip.test_crop}, "
+                f"short_side={clip.short_side}"
             )
-        if not self.pathways or set(self.pathways) - {"slow", "fast"}:
-            raise ValueError(
-                f"`pathways` must be a non-empty subset of ('slow', 'fast'). "
-                f"Received: pathways={self.pathways!r}"
-            )
-        if set(self.pathways) == {"slow", "fast"} and self.num_frames % self.alpha:
-            # The fast->slow lateral conv has temporal stride alpha; T_f must be a multiple of it.
-            raise ValueError(
-                "`num_frames` must be a multiple of `alpha` for a two-pathway model. "
-                f"Received: num_frames={self.num_frames}, alpha={self.alpha}"
-            )
-        self.data_config()  # the data layer validates the view it will compute
+        # The short side explicit: a client in any language reads `test_short_side` from the
+        # metadata without knowing the PySlowFast jitter rule.
+        object.__setattr__(self, "clip", clip.replace(test_short_side=clip.short_side))
 
-    def data_config(self):
+    def data_config(self) -> DataConfig:
         """The data layer's `DataConfig` for this single serving view."""
-        return preprocessing.test_data_config(
-            num_frames=self.num_frames, alpha=self.alpha, pathways=self.pathways,
-            short_side=self.short_side, crop_size=self.crop_size,
-            sampling_rate=self.sampling_rate, target_fps=self.target_fps,
-            mean=self.mean, std=self.std,
-        )
+        return preprocessing.serving_data_config(self.clip)
+
+    def to_dict(self) -> dict:
+        """JSON-friendly: ``{"clip_spec": {...}, "top_k": ..., limits...}``."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "clip"}
+        return {"clip_spec": self.clip.to_dict(), **out}
 
 
-def serving_config_from_model(model, **overrides) -> ServingConfig:
-    """Read `num_frames`, `alpha` and `pathways` from a model's static input shapes.
+_SERVING_FIELDS = ("top_k", "max_frame_pixels", "max_request_frames", "max_decoded_bytes")
 
-    Args:
-        model: a Keras model taking `{"slow": [B, T_s, H, W, 3], "fast": [B, T_f, H, W, 3]}` (or a
-            single pathway).
-        **overrides: any `ServingConfig` field; wins over what is read from the model.
 
-    Returns:
-        A `ServingConfig`.
-    """
+def _model_frames(model) -> dict:
     inputs = model.input
     if not isinstance(inputs, dict):
         raise ValueError(
             "Expected a model whose inputs are a dict keyed by pathway ('slow'/'fast'). "
             f"Received: model.input={inputs!r}"
         )
-    frames = {k: v.shape[1] for k, v in inputs.items()}
+    return {k: v.shape[1] for k, v in inputs.items() if k in ("slow", "fast")}
+
+
+def clip_spec_of_model(model) -> ClipSpec:
+    """The model's own clip spec (`model.clip_spec`); for a model saved before clip specs existed,
+    PySlowFast's Kinetics defaults with frames, alpha and pathways read from the input shapes."""
+    spec = clip_spec_lib.from_model(model)
+    if spec is not None:
+        return spec
+    frames = _model_frames(model)
     pathways = tuple(p for p in ("slow", "fast") if p in frames)
-    fields = {"pathways": pathways}
-    main = "fast" if "fast" in frames else "slow"
-    if frames[main] is not None:
-        fields["num_frames"] = int(frames[main])
-    if len(pathways) == 2 and frames["slow"] and frames["fast"]:
-        fields["alpha"] = int(frames["fast"]) // int(frames["slow"])
-    elif len(pathways) == 1:
-        fields["alpha"] = 1
-    fields.update(overrides)
-    if "num_frames" not in fields:
+    main = frames["fast" if "fast" in frames else "slow"]
+    if main is None:
         raise ValueError(
-            "The model has no static clip length; pass `num_frames=`. "
+            "The model carries no clip spec and has no static clip length; pass a ClipSpec. "
             f"Received: input frames={frames}"
         )
-    return ServingConfig(**fields)
+    fields = {"pathways": pathways, "num_frames": int(main)}
+    if len(pathways) == 2 and frames["slow"]:
+        fields["alpha"] = int(main) // int(frames["slow"])
+    logging.warning("The model carries no clip spec: serving with %s and defaults.", fields)
+    return ClipSpec(**fields)
+
+
+def serving_config_from_model(model, clip: ClipSpec | None = None, **overrides) -> ServingConfig:
+    """The serving config of a model: its clip spec (or `clip`), with `overrides` applied.
+
+    Args:
+        model: a Keras model taking `{"slow": [B, T_s, H, W, 3], "fast": [B, T_f, H, W, 3]}` (or a
+            single pathway); its `clip_spec` attribute (saved in `.keras`) is used when present.
+        clip: optional `ClipSpec` to use instead of the model's.
+        **overrides: `ClipSpec` fields (e.g. ``test_crop=224``) and `ServingConfig` fields
+            (``top_k``, the ``max_*`` limits); None values are ignored (unset flags).
+
+    Returns:
+        A `ServingConfig` whose frames per pathway are the model's (checked).
+    """
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    clip_names = {f.name for f in dataclasses.fields(ClipSpec)}
+    unknown = sorted(set(overrides) - clip_names - set(_SERVING_FIELDS))
+    if unknown:
+        raise ValueError(
+            f"Unknown serving overrides {unknown}; expected ClipSpec fields {sorted(clip_names)} "
+            f"or {list(_SERVING_FIELDS)}. Received: {overrides}"
+        )
+    spec = (clip or clip_spec_of_model(model)).clip_spec
+    spec = spec.override(**{k: v for k, v in overrides.items() if k in clip_names})
+    frames = _model_frames(model)
+    expected = spec.frames_per_pathway()
+    if any(frames.get(p) not in (None, t) for p, t in expected.items()) or set(frames) != set(expected):
+        raise ValueError(
+            "The clip spec does not give the model's frames per pathway. "
+            f"Received: clip spec frames={expected}, model input frames={frames}"
+        )
+    return ServingConfig(clip=spec, **{k: v for k, v in overrides.items() if k in _SERVING_FIELDS})
 
 
 def _check(condition, template: str, values) -> tf.Operation:
@@ -246,7 +269,7 @@ def check_examples_request(examples: tf.Tensor, config: ServingConfig) -> tf.Ten
     per_record = tf.maximum(
         tf.reduce_max(tf.RaggedTensor.from_row_lengths(pixels, counts), axis=1), 0
     )
-    decoded = tf.reduce_sum(tf.minimum(counts, config.num_frames) * per_record * 3)
+    decoded = tf.reduce_sum(tf.minimum(counts, config.clip.num_frames) * per_record * 3)
     checks = [
         _check(
             biggest[0] * biggest[1] <= config.max_frame_pixels,
@@ -302,7 +325,11 @@ def read_labels(labels_file: str | None, num_classes: int) -> list[str]:
 
 
 def build_serving_module(
-    model, config: ServingConfig, labels: list[str], labels_path: str | None = None
+    model,
+    config: ServingConfig,
+    labels: list[str],
+    labels_path: str | None = None,
+    clip_spec_path: str | None = None,
 ) -> tuple[tf.Module, dict]:
     """Traces the serving signatures and wraps their variables in a `tf.Module`.
 
@@ -316,17 +343,21 @@ def build_serving_module(
         labels: list of `num_classes` label strings, baked into the graph as a constant.
         labels_path: optional existing text file with the labels, tracked as an asset
             (`assets/labels.txt` in the SavedModel).
+        clip_spec_path: optional existing `clip_spec.json`, tracked as an asset
+            (`assets/clip_spec.json`).
 
     Returns:
-        `(module, signatures)`: the module holds `model_variables` (and `labels_asset`);
-        `signatures` maps `serving_default` / `serve_examples` to concrete functions.
+        `(module, signatures)`: the module holds `model_variables` (and the assets);
+        `signatures` maps `serving_default` / `serve_examples` / `metadata` to concrete
+        functions.
     """
     probabilities_fn = _probabilities_fn(model)
     k = min(config.top_k, len(labels))
     data_config = config.data_config()
+    crop = config.clip.test_crop
     specs = {
-        p: tf.TensorSpec([t, config.crop_size, config.crop_size, 3], tf.float32)
-        for p, t in data_config.frames_per_pathway().items()
+        p: tf.TensorSpec([t, crop, crop, 3], tf.float32)
+        for p, t in config.clip.frames_per_pathway().items()
     }
     batched = {p: tf.TensorSpec([None, *s.shape], s.dtype) for p, s in specs.items()}
 
@@ -357,7 +388,7 @@ def build_serving_module(
         frames = tf.ensure_shape(frames, [None, None, None, None, 3], name="check_frames_shape")
         frames = check_frames_request(frames, config)
         inputs = tf.map_fn(
-            lambda clip: preprocessing.preprocess_frames(clip, data_config),
+            lambda clip: preprocessing.preprocess_frames(clip, config.clip),
             frames,
             fn_output_signature=specs,
         )
@@ -375,16 +406,38 @@ def build_serving_module(
         )
         return predict(inputs)
 
+    clip_json = config.clip.to_json()
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None], tf.int32, name=METADATA_INPUT_KEY)],
+        autograph=False,
+    )
+    def metadata(dummy):
+        # One copy per row: TF Serving's server-side batching needs a batched input and output.
+        return {CLIP_SPEC_KEY: tf.fill(tf.shape(dummy), tf.constant(clip_json))}
+
     signatures = {
         DEFAULT_SIGNATURE: serve_frames.get_concrete_function(),
         EXAMPLES_SIGNATURE: serve_examples.get_concrete_function(),
+        METADATA_SIGNATURE: metadata.get_concrete_function(),
     }
     module = tf.Module(name="slowfast_serving")
     # Only the raw tf.Variables the graphs read -- not the Keras wrappers (see module docstring).
     module.model_variables = list({id(v): v for v in predict.get_concrete_function().variables}.values())
     if labels_path:
         module.labels_asset = tf.saved_model.Asset(labels_path)
+    if clip_spec_path:
+        module.clip_spec_asset = tf.saved_model.Asset(clip_spec_path)
     return module, signatures
+
+
+def clip_spec_from_metadata(outputs: dict) -> ClipSpec:
+    """The `ClipSpec` in a `metadata` signature reply (``{"clip_spec": [json, ...]}``)."""
+    value = outputs[CLIP_SPEC_KEY]
+    value = value.reshape(-1)[0] if hasattr(value, "reshape") else value[0]
+    if isinstance(value, bytes):
+        value = value.decode("utf-8")
+    return ClipSpec.from_json(value)
 
 
 def save_serving_model(model, export_dir: str, config: ServingConfig, labels: list[str]) -> str:
@@ -399,7 +452,10 @@ def save_serving_model(model, export_dir: str, config: ServingConfig, labels: li
         labels_path = os.path.join(tmp, "labels.txt")
         with open(labels_path, "w") as f:
             f.write("\n".join(labels) + "\n")
-        module, signatures = build_serving_module(model, config, labels, labels_path)
+        clip_spec_path = config.clip.save(os.path.join(tmp, clip_spec_lib.ASSET_NAME))
+        module, signatures = build_serving_module(
+            model, config, labels, labels_path, clip_spec_path
+        )
         # The saver logs every captured variable of each signature at INFO ("input name(s) 6536,
         # ... renamed to unknown"): those are internal capture placeholders, not the named
         # SignatureDef inputs, and the line runs to tens of kB for R50. Keep warnings only.

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from slowfast_tf.clip_spec import ClipSpec
 from slowfast_tf.data import make_sequence_example
 from slowfast_tf.serving import export_lib, signatures, tfserving
 from slowfast_tf.testing import local_server
-from slowfast_tf.testing.serving_models import LABELS
+from slowfast_tf.testing.serving_models import LABELS, TINY_CLIP_SPEC
 
 MEAN, STD = 0.45, 0.225
 # The frame list is present but holds no frame.
@@ -59,10 +60,11 @@ def test_export_layout(serving_export):
     result, config, base = serving_export
     assert result.version == 1 and result.export_dir == os.path.join(base, "tiny_slowfast", "1")
     for rel in ("saved_model.pb", "variables/variables.index", "assets/labels.txt",
-                tfserving.WARMUP_FILE, "assets.extra/export_config.json"):
+                "assets/clip_spec.json", tfserving.WARMUP_FILE, "assets.extra/export_config.json"):
         assert os.path.isfile(os.path.join(result.export_dir, rel)), rel
     with open(os.path.join(result.export_dir, "assets/labels.txt")) as f:
         assert f.read().splitlines() == LABELS
+    assert ClipSpec.load(os.path.join(result.export_dir, "assets/clip_spec.json")) == config.clip
     # The staging dir was renamed into place, nothing else is left in the model dir.
     assert os.listdir(os.path.join(base, "tiny_slowfast")) == ["1"]
     assert os.path.isfile(result.models_config) and os.path.isfile(result.batching_parameters)
@@ -71,14 +73,19 @@ def test_export_layout(serving_export):
 def test_signature_defs_are_named(session_runner, serving_export):
     config = serving_export[1]
     defs = session_runner.signature_defs
-    assert set(defs) == {"serving_default", "serve_examples"}
+    assert set(defs) == {"serving_default", "serve_examples", "metadata"}
     frames = defs["serving_default"].inputs
     assert list(frames) == ["frames"]
     assert frames["frames"].dtype == tf.uint8.as_datatype_enum
     assert [d.size for d in frames["frames"].tensor_shape.dim] == [-1, -1, -1, -1, 3]
     examples = defs["serve_examples"].inputs
     assert list(examples) == ["examples"] and examples["examples"].dtype == tf.string.as_datatype_enum
-    for sig in defs.values():
+    for name, sig in defs.items():
+        assert sig.method_name == "tensorflow/serving/predict"
+        if name == "metadata":
+            assert set(sig.inputs) == {"dummy"} and set(sig.outputs) == {"clip_spec"}
+            assert sig.outputs["clip_spec"].dtype == tf.string.as_datatype_enum
+            continue
         assert sig.method_name == "tensorflow/serving/predict"
         assert set(sig.outputs) == {"probabilities", "top_k_ids", "top_k_labels"}
         assert sig.outputs["top_k_ids"].dtype == tf.int32.as_datatype_enum
@@ -107,8 +114,9 @@ def test_keras_export_duplicates_but_ours_does_not(tmp_path):
     model.export(str(tmp_path / "keras"), verbose=False)
     keras_ratio = export_lib.variables_size_bytes(str(tmp_path / "keras")) / weights
     assert keras_ratio > 1.9
-    config = signatures.ServingConfig(num_frames=4, alpha=1, pathways=("slow",), short_side=8,
-                                      crop_size=8)
+    config = signatures.ServingConfig(ClipSpec(
+        num_frames=4, pathways=("slow",), train_crop=8, test_crop=8, train_jitter_scales=(8, 8)
+    ))
     labels = [f"class {i}" for i in range(600)]
     signatures.save_serving_model(model, str(tmp_path / "ours"), config, labels)
     ours = export_lib.variables_size_bytes(str(tmp_path / "ours")) / weights
@@ -129,10 +137,10 @@ def reference_single(clip):
 def test_tf1_session_matches_keras(tiny_model, session_runner, serving_export):
     config = serving_export[1]
     frames = np.random.default_rng(1).integers(
-        0, 256, (2, config.num_frames, config.short_side, config.short_side, 3), dtype=np.uint8
+        0, 256, (2, config.clip.num_frames, config.clip.short_side, config.clip.short_side, 3), dtype=np.uint8
     )
     out = session_runner.run("serving_default", {"frames": frames})
-    expected = keras_probabilities(tiny_model, reference_inputs(frames, config.crop_size))
+    expected = keras_probabilities(tiny_model, reference_inputs(frames, config.clip.test_crop))
     np.testing.assert_allclose(out["probabilities"], expected, rtol=1e-4, atol=1e-5)
     assert np.ptp(expected) > 0.05  # a real, non-uniform distribution is being compared
     order = np.argsort(-out["probabilities"], axis=1)[:, : config.top_k]
@@ -158,10 +166,10 @@ def test_any_clip_length_and_frame_size(session_runner, serving_export):
 def test_serve_examples_matches_keras(tiny_model, session_runner, serving_export):
     config = serving_export[1]
     clips = np.random.default_rng(3).integers(
-        0, 256, (2, config.num_frames, config.short_side, config.short_side, 3), dtype=np.uint8
+        0, 256, (2, config.clip.num_frames, config.clip.short_side, config.clip.short_side, 3), dtype=np.uint8
     )
     # fps = target_fps / sampling_rate makes the PySlowFast window exactly these 8 frames.
-    fps = config.target_fps / config.sampling_rate
+    fps = config.clip.target_fps / config.clip.sampling_rate
     serialized, decoded = [], []
     for clip in clips:
         jpegs = [tf.io.encode_jpeg(f).numpy() for f in clip]
@@ -169,7 +177,7 @@ def test_serve_examples_matches_keras(tiny_model, session_runner, serving_export
         serialized.append(make_sequence_example(jpegs, [1], fps=fps).SerializeToString())
     out = session_runner.run("serve_examples", {"examples": np.array(serialized, dtype=object)})
     expected = keras_probabilities(
-        tiny_model, reference_inputs(np.stack(decoded), config.crop_size)
+        tiny_model, reference_inputs(np.stack(decoded), config.clip.test_crop)
     )
     np.testing.assert_allclose(out["probabilities"], expected, rtol=1e-4, atol=1e-5)
     assert out["top_k_labels"].shape == (2, config.top_k)
@@ -213,28 +221,51 @@ def test_bad_requests_are_rejected(session_runner, signature, inputs, match):
 def test_warmup_requests_replay(session_runner, serving_export):
     """Each warm-up record parses as a PredictionLog and runs, as the server does at load time."""
     requests = tfserving.read_warmup_requests(serving_export[0].export_dir)
-    assert [r.model_spec.signature_name for r in requests] == ["serving_default", "serve_examples"]
+    names = [r.model_spec.signature_name for r in requests]
+    assert names == ["serving_default", "serve_examples", "metadata"]
     for request in requests:
         assert request.model_spec.name == "tiny_slowfast"
         inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
         out = session_runner.run(request.model_spec.signature_name, inputs)
-        assert out["probabilities"].shape == (1, len(LABELS))
+        key = "clip_spec" if request.model_spec.signature_name == "metadata" else "probabilities"
+        assert out[key].shape[0] == 1
+
+
+def test_metadata_signature_returns_the_clip_spec(session_runner, serving_export):
+    """What a TF Serving client asks first: the model's clip spec, one JSON copy per row."""
+    out = session_runner.run("metadata", {"dummy": np.zeros([2], np.int32)})
+    assert out["clip_spec"].shape == (2,)
+    assert signatures.clip_spec_from_metadata(out) == serving_export[1].clip == TINY_CLIP_SPEC
 
 
 def test_serving_config_from_model(tiny_model):
     config = signatures.serving_config_from_model(tiny_model)
-    assert (config.num_frames, config.alpha, config.pathways) == (8, 4, ("slow", "fast"))
-    assert (config.short_side, config.crop_size) == (256, 256)
+    assert config.clip == TINY_CLIP_SPEC  # read from the model (saved in its get_config)
+    flagged = signatures.serving_config_from_model(tiny_model, test_crop=48, top_k=None)
+    assert (flagged.clip.test_crop, flagged.clip.short_side, flagged.top_k) == (48, 72, 5)
+    with pytest.raises(ValueError, match="does not give the model's frames"):
+        signatures.serving_config_from_model(tiny_model, num_frames=16)
+    with pytest.raises(ValueError, match=r"Unknown serving overrides \['crop_size'\]"):
+        signatures.serving_config_from_model(tiny_model, crop_size=64)
+
+
+def test_serving_config_of_a_model_without_clip_spec():
+    """A model saved before clip specs: frames from its inputs, PySlowFast defaults otherwise."""
+    from slowfast_tf.serving import testing_utils
+
+    model = testing_utils.tiny_classifier(num_frames=8)  # overrides: no clip spec attached
+    assert model.clip_spec is None
+    config = signatures.serving_config_from_model(model)
+    assert config.clip.frames_per_pathway() == {"slow": 2, "fast": 8}
+    assert (config.clip.short_side, config.clip.test_crop) == (256, 256)
 
 
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        (dict(num_frames=0), "num_frames"),
-        (dict(num_frames=10, alpha=4), "multiple of `alpha`"),
-        (dict(num_frames=8, crop_size=300), "crop_size"),
-        (dict(num_frames=8, pathways=("rgb",)), "pathways"),
-        (dict(num_frames=8, top_k=0), "top_k"),
+        (dict(clip={"num_frames": 8}), "must be a ClipSpec"),
+        (dict(clip=ClipSpec(test_crop=300)), "`test_crop` must not exceed"),
+        (dict(clip=ClipSpec(), top_k=0), "top_k"),
     ],
 )
 def test_serving_config_validation(kwargs, match):
@@ -252,7 +283,7 @@ def test_read_labels(tmp_path):
 
 
 LIMITS = signatures.ServingConfig(
-    num_frames=8, short_side=16, crop_size=16,
+    ClipSpec(num_frames=8, train_crop=16, test_crop=16, train_jitter_scales=(16, 16)),
     max_frame_pixels=32 * 32, max_request_frames=20, max_decoded_bytes=2 * 8 * 16 * 16 * 3,
 )
 
@@ -307,4 +338,29 @@ def test_examples_limits_read_only_headers(videos, match):
 
 def test_limits_are_validated():
     with pytest.raises(ValueError, match="max_decoded_bytes"):
-        signatures.ServingConfig(num_frames=8, max_decoded_bytes=0)
+        signatures.ServingConfig(ClipSpec(), max_decoded_bytes=0)
+
+
+def test_serving_view_is_the_evaluation_test_view(tiny_model, session_runner, serving_export,
+                                                   tmp_path):
+    """`serving_default` on frames == the model on `build_dataset(mode="test")`'s single view of
+    the same frames (both call `spatial_test_view`; here with a real resize 90x120 -> 72x96)."""
+    from slowfast_tf.data import DataConfig, build_dataset
+    from slowfast_tf.serving import preprocessing
+
+    spec = serving_export[1].clip
+    clip = np.random.default_rng(5).integers(0, 256, (spec.num_frames, 90, 120, 3), np.uint8)
+    jpegs = [tf.io.encode_jpeg(f).numpy() for f in clip]
+    decoded = np.stack([tf.io.decode_jpeg(j).numpy() for j in jpegs])
+    path = str(tmp_path / "one.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:  # fps = target_fps / rate: the window is 8 frames
+        fps = spec.target_fps / spec.sampling_rate
+        writer.write(make_sequence_example(jpegs, [1], fps=fps).SerializeToString())
+    config = DataConfig.from_clip_spec(spec, num_clips=1, num_crops=1, num_classes=len(LABELS))
+    inputs, _, _ = next(iter(build_dataset(path, config, "test", batch_size=1)))
+    served = preprocessing.preprocess_frames(tf.constant(decoded), spec)
+    for key in ("slow", "fast"):
+        np.testing.assert_allclose(served[key].numpy(), inputs[key][0].numpy(), atol=1e-6)
+    out = session_runner.run("serving_default", {"frames": decoded[None]})
+    expected = keras_probabilities(tiny_model, inputs)
+    np.testing.assert_allclose(out["probabilities"], expected, rtol=1e-4, atol=1e-5)

@@ -27,9 +27,9 @@ def serving_export(tiny_model, tmp_path_factory):
     from slowfast_tf.testing.serving_models import LABELS, MODEL_NAME
 
     base = str(tmp_path_factory.mktemp("model_repository"))
-    # 72 px short side, 64 px crop: a real resize + center crop, and a 2x2 head grid
-    # (train_crop_size=32), like 256 / 256 with the 224-trained head.
-    config = signatures.serving_config_from_model(tiny_model, short_side=72, crop_size=64, top_k=3)
+    # The clip spec comes from the model (serving_models.TINY_CLIP_SPEC: 72 px short side, 64 px
+    # crop); only top_k is set here.
+    config = signatures.serving_config_from_model(tiny_model, top_k=3)
     result = export_lib.export_for_serving(
         tiny_model, base, MODEL_NAME, config, LABELS, serving_base_path=f"/models/{MODEL_NAME}"
     )

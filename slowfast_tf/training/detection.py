@@ -32,14 +32,6 @@ from slowfast_tf.data.ava.ava_pipeline import AVA_DATA_PRESETS, AvaDataConfig, b
 from slowfast_tf.training import ava_eval, optimizer, strategy, trainer
 from slowfast_tf.utils import fileio
 
-# Data preset of each detector preset (a --data_preset flag overrides it).
-DEFAULT_DATA_PRESETS = {
-    "slowfast_r50_ava_32x2": "ava_slowfast_32x2",
-    "slowfast_r101_50_50_ava_32x2": "ava_slowfast_32x2_c2",
-    "slow_r50_ava_4x16": "ava_slow_4x16",
-    "slowfast_r50_detection": "ava_slowfast_32x2_c2",
-}
-
 
 def is_detector(model_name: str) -> bool:
     """True for the AVA detector presets (``SlowFastDetector``)."""
@@ -50,8 +42,13 @@ def is_detector(model_name: str) -> bool:
 
 def build_data_config(model_name: str, data_preset: str | None, num_classes: int,
                       overrides: dict) -> AvaDataConfig:
-    """The AVA data config: ``data_preset`` (default: the model's) with ``overrides``."""
-    name = data_preset or DEFAULT_DATA_PRESETS.get(model_name)
+    """The AVA data config: ``data_preset`` (default: the one named like the preset's clip spec)
+    with ``overrides``."""
+    if not data_preset and is_detector(model_name):
+        from slowfast_tf.models.slowfast import slowfast_detector_presets
+
+        data_preset = slowfast_detector_presets.get_preset(model_name).clip_spec
+    name = data_preset
     if name not in AVA_DATA_PRESETS:
         raise ValueError(f"Unknown AVA data preset; expected one of {sorted(AVA_DATA_PRESETS)}. "
                          f"Received: data_preset={name!r}")
@@ -77,15 +74,10 @@ def build_detector(model_name: str, num_classes: int, data_config: AvaDataConfig
     overrides = dict(overrides)
     overrides.setdefault("num_frames", data_config.num_frames)
     overrides.setdefault("max_boxes", data_config.max_boxes)
-    model = build_model(model_name, num_classes=num_classes, **overrides)
-    expected = frames_per_pathway(data_config)
-    got = {k: model.input[k].shape[1] for k in model.pathways}
-    if got != expected:
-        raise ValueError(
-            "Model and data disagree on frames per pathway; fix --data_overrides/--model_overrides."
-            f" Received: model={got}, data={expected}"
-        )
-    return model
+    return trainer.build_with_clip_spec(
+        lambda **spec: build_model(model_name, num_classes=num_classes, **overrides, **spec),
+        data_config.clip_spec,
+    )
 
 
 def pack_labels(labels, box_mask):

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from slowfast_tf import compat
+from slowfast_tf import clip_spec, compat
 from slowfast_tf.training import losses, lr_schedule, metrics, optimizer, precise_bn, strategy
 from slowfast_tf.utils import fileio
 
@@ -212,8 +212,26 @@ def non_finite_weights(model: keras.Model) -> list:
     ]
 
 
+def build_with_clip_spec(build, spec: clip_spec.ClipSpec) -> keras.Model:
+    """``build(clip_spec=spec.to_dict())``: the model carries the clip spec it is trained with
+    (saved in ``model.keras`` and ``final.clip_spec.json``). A model whose frames per pathway are
+    not the data's is a one-line ``ValueError`` naming the flags to fix."""
+    try:
+        return build(clip_spec=spec.clip_spec.to_dict())
+    except ValueError as error:
+        if "`clip_spec` must give" not in str(error):  # models.common.presets.check_clip_spec
+            raise
+        model = build(clip_spec=None)
+        got = {k: model.input[k].shape[1] for k in model.pathways}
+        raise ValueError(
+            "Model and data disagree on frames per pathway; fix --data_overrides/--model_overrides."
+            f" Received: model={got}, data={spec.frames_per_pathway()}"
+        ) from error
+
+
 def save_final(model: keras.Model, model_dir: str) -> dict:
-    """Writes ``final.weights.h5`` and ``model.keras`` atomically, refusing non-finite weights.
+    """Writes ``final.weights.h5``, its clip spec sidecar ``final.clip_spec.json`` (when the model
+    carries one) and ``model.keras`` atomically, refusing non-finite weights.
 
     Each file is written next to its target and renamed over it, so a kill leaves the previous
     complete file. Raises `NonFiniteError` (and writes nothing) if any weight is NaN or infinite.
@@ -230,6 +248,9 @@ def save_final(model: keras.Model, model_dir: str) -> dict:
     paths = {"weights": os.path.join(model_dir, "final.weights.h5")}
     with fileio.atomic_path(paths["weights"]) as tmp:
         model.save_weights(tmp, overwrite=True)
+    spec = clip_spec.from_model(model)
+    if spec is not None:  # final.clip_spec.json: export.py --weights finds it (sidecar)
+        paths["clip_spec"] = spec.save(clip_spec.sidecar_path(paths["weights"]))
     model_file = os.path.join(model_dir, "model.keras")
     try:
         # The whole model (config + weights) for export.py --model_file, tiny configs included.

@@ -182,3 +182,15 @@ def test_kill_while_overwriting_final_weights_keeps_the_old_file(tmp_path):
     assert (tmp_path / "final.weights.h5").read_bytes() == old
     reloaded = stand_in_model()
     reloaded.load_weights(str(tmp_path / "final.weights.h5"))
+
+
+def test_save_final_writes_the_clip_spec_sidecar(tmp_path):
+    from slowfast_tf.clip_spec import ClipSpec, load_sidecar
+
+    model = stand_in_model()
+    spec = ClipSpec(num_frames=4, pathways=("slow",), train_crop=8, test_crop=8,
+                    train_jitter_scales=(8, 10))
+    model.clip_spec = spec.to_dict()  # what SlowFastVideoClassifier(clip_spec=...) holds
+    paths = trainer.save_final(model, str(tmp_path))
+    assert paths["clip_spec"] == str(tmp_path / "final.clip_spec.json")
+    assert load_sidecar(paths["weights"]) == spec

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from slowfast_tf.clip_spec import CLIP_SPECS, ClipSpec
 from slowfast_tf.data import transforms
 from slowfast_tf.data.ava.ava_records import parse_segment_example
 
@@ -90,19 +91,37 @@ class AvaDataConfig:
                              f"Received: max_boxes={self.max_boxes}, num_frames={self.num_frames}, "
                              f"alpha={self.alpha}")
 
+    @property
+    def clip_spec(self) -> ClipSpec:
+        """The clip settings as a `ClipSpec` (the test view is the whole frame at `test_size`)."""
+        return ClipSpec(
+            num_frames=self.num_frames, sampling_rate=self.sampling_rate, alpha=self.alpha,
+            pathways=tuple(self.pathways), train_crop=self.train_crop, test_crop=self.test_size,
+            test_short_side=self.test_size, train_jitter_scales=tuple(self.train_jitter),
+            mean=self.mean, std=self.std,
+        )
 
+
+def _from_clip_spec(name: str, **fields) -> AvaDataConfig:
+    """The AVA data preset whose clip settings are the clip spec `name` (their one owner)."""
+    spec = CLIP_SPECS[name]
+    return AvaDataConfig(
+        num_frames=spec.num_frames, sampling_rate=spec.sampling_rate, alpha=spec.alpha,
+        pathways=spec.pathways, train_jitter=spec.train_jitter_scales, train_crop=spec.train_crop,
+        test_size=spec.short_side, mean=spec.mean, std=spec.std, **fields,
+    )
+
+
+# Named like the clip specs (and the detector presets' `clip_spec`), see slowfast_tf/clip_spec.py.
 AVA_DATA_PRESETS = {
     # SLOWFAST_32x2_R50_SHORT: 32x2, alpha 4, jitter [256, 320], crop 224, test 224, thresh 0.8
-    "ava_slowfast_32x2": AvaDataConfig(),
+    "ava_slowfast_32x2": _from_clip_spec("ava_slowfast_32x2"),
     # c2/SLOWFAST_32x2_R101_50_50 (the released model): test short side 256
-    "ava_slowfast_32x2_c2": AvaDataConfig(test_size=256),
+    "ava_slowfast_32x2_c2": _from_clip_spec("ava_slowfast_32x2_c2"),
     # SLOW_4x16: 4 frames at rate 16, threshold 0.9
-    "ava_slow_4x16": AvaDataConfig(num_frames=4, sampling_rate=16, alpha=1, pathways=("slow",),
-                                   detection_score_thresh=0.9),
+    "ava_slow_4x16": _from_clip_spec("ava_slow_4x16", detection_score_thresh=0.9),
     # the synthetic set on CPU: 16x2 at 48x64 source, 32 crop
-    "ava_synthetic": AvaDataConfig(num_frames=16, sampling_rate=2, train_jitter=(32, 40),
-                                   train_crop=32, test_size=32, max_boxes=4,
-                                   detection_score_thresh=0.5),
+    "ava_synthetic": _from_clip_spec("ava_synthetic", max_boxes=4, detection_score_thresh=0.5),
 }
 
 

@@ -19,6 +19,7 @@ from types import MappingProxyType
 
 from slowfast_tf.models.common.presets import PresetFamily
 from slowfast_tf.models.r2plus1d.r2plus1d_backbone import VARIANTS, R2Plus1DBackbone
+from slowfast_tf.models.slowfast.slowfast_presets import SlowFastPreset
 from slowfast_tf.models.slowfast.slowfast_video_classifier import SlowFastVideoClassifier
 
 # VMZ's R18/R34 Kinetics models have no dropout before the final FC layer.
@@ -26,24 +27,20 @@ DEFAULT_DROPOUT = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
-class R2Plus1DPreset:
-    """A frozen recipe: backbone kwargs plus the clip sampling the paper trains with.
+class R2Plus1DPreset(SlowFastPreset):
+    """A frozen recipe: backbone kwargs plus the name of its clip spec (the paper's sampling).
 
     Same fields as ``SlowFastPreset`` so the two registries can be merged.
 
     Args:
         description: str, one line.
         backbone: dict of ``R2Plus1DBackbone`` kwargs.
-        sampling_rate: int, temporal stride between the clip's frames (1 = consecutive).
-        train_crop_size: int, training crop (fixes the head pool kernel: 112 // 16 = 7).
-        test_crop_size: int, test crop.
+        clip_spec: str, a key of ``slowfast_tf.clip_spec.CLIP_SPECS``: ``"r2plus1d_16x1"`` (16
+            consecutive frames, short side 128, 112 crops), or ``"r2plus1d_torchvision_16x1"``
+            (the same with torchvision's mean/std).
     """
 
-    description: str
-    backbone: dict
-    sampling_rate: int = 1
-    train_crop_size: int = 112
-    test_crop_size: int = 112
+    clip_spec: str = "r2plus1d_16x1"
 
     @property
     def num_frames(self) -> int:
@@ -85,6 +82,7 @@ _PRESETS = {
 _PRESETS["r2plus1d_r18_torchvision"] = R2Plus1DPreset(
     "R(2+1)D-18 with torchvision's per-block mid channels (31.5M params with a 400-way head)",
     dict(variant="r2plus1d", depth=18, num_frames=16, mid_channels="torchvision"),
+    clip_spec="r2plus1d_torchvision_16x1",
 )
 PRESETS = MappingProxyType(_PRESETS)
 

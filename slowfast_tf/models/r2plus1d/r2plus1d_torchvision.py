@@ -30,9 +30,12 @@ import re
 
 import numpy as np
 
-# torchvision's normalisation for its Kinetics-400 video weights (RGB, values in [0, 1]).
-TORCHVISION_MEAN = (0.43216, 0.394666, 0.37645)
-TORCHVISION_STD = (0.22803, 0.22145, 0.216989)
+from slowfast_tf.clip_spec import CLIP_SPECS
+
+# torchvision's normalisation for its Kinetics-400 video weights (RGB, values in [0, 1]); owned by
+# the clip spec "r2plus1d_torchvision_16x1".
+TORCHVISION_MEAN = CLIP_SPECS["r2plus1d_torchvision_16x1"].mean
+TORCHVISION_STD = CLIP_SPECS["r2plus1d_torchvision_16x1"].std
 
 _STEM = {
     "s1_pathway0_stem_conv": "stem.0",

@@ -10,6 +10,7 @@ box is processed independently, so valid outputs do not depend on the padding.
 import keras
 from keras import ops
 
+from slowfast_tf.models.common.presets import check_clip_spec
 from slowfast_tf.models.common.roi_align import roi_align
 from slowfast_tf.models.slowfast.slowfast_backbone import validate_pathway_inputs
 
@@ -147,6 +148,8 @@ class SlowFastDetector(keras.Model):
         activation: str, ``"sigmoid"`` (AVA, multi-label) or ``"softmax"``; used by
             ``build_eval_model()``.
         max_boxes: None or int, the padded box count ``M`` (static for TPU / serving).
+        clip_spec: None or dict (``ClipSpec.to_dict()``), saved in ``get_config`` as for
+            ``SlowFastVideoClassifier``.
     """
 
     def __init__(
@@ -160,9 +163,11 @@ class SlowFastDetector(keras.Model):
         aligned=True,
         activation="sigmoid",
         max_boxes=None,
+        clip_spec=None,
         **kwargs,
     ):
         # === Validation ===
+        clip_spec = check_clip_spec(clip_spec, backbone)
         if int(num_classes) != num_classes or num_classes < 1:
             raise ValueError(f"`num_classes` must be a positive int. Received: num_classes={num_classes!r}")
         if not 0.0 <= dropout < 1.0:
@@ -226,6 +231,7 @@ class SlowFastDetector(keras.Model):
         self.sampling_ratio = int(sampling_ratio)
         self.aligned = bool(aligned)
         self.activation = activation
+        self.clip_spec = clip_spec
         self.max_boxes = None if max_boxes is None else int(max_boxes)
 
     def _make_inputs(self, max_boxes):
@@ -287,6 +293,7 @@ class SlowFastDetector(keras.Model):
             "aligned": self.aligned,
             "activation": self.activation,
             "max_boxes": self.max_boxes,
+            "clip_spec": check_clip_spec(self.clip_spec, self.backbone),  # a plain dict
         }
 
     @classmethod

@@ -9,7 +9,7 @@ here for these names.
 import dataclasses
 from types import MappingProxyType
 
-from slowfast_tf.models.common.presets import PresetFamily
+from slowfast_tf.models.common.presets import PresetFamily, clip_spec_for
 from slowfast_tf.models.slowfast.slowfast_backbone import SlowFastBackbone
 from slowfast_tf.models.slowfast.slowfast_detector import SlowFastDetector
 from slowfast_tf.models.slowfast.slowfast_presets import SlowFastPreset
@@ -17,7 +17,7 @@ from slowfast_tf.models.slowfast.slowfast_presets import SlowFastPreset
 # Keyword arguments of ``build_model`` that configure the detector head, not the backbone.
 DETECTOR_KWARGS = (
     "dropout", "roi_output_size", "spatial_scale", "sampling_ratio", "aligned", "activation",
-    "max_boxes",
+    "max_boxes", "clip_spec",
 )  # fmt: skip
 AVA_NUM_CLASSES = 80
 
@@ -25,6 +25,9 @@ AVA_NUM_CLASSES = 80
 @dataclasses.dataclass(frozen=True)
 class SlowFastDetectorPreset(SlowFastPreset):
     """A detection recipe: ``SlowFastPreset`` fields plus the RoI head and box settings.
+
+    ``clip_spec`` names one of the ``ava_*`` clip specs (their test view is the whole frame at
+    short side ``test_short_side``).
 
     Args:
         aligned: bool, RoIAlign ``aligned`` (``DETECTION.ALIGNED``): True in the ``*_SHORT``
@@ -51,8 +54,7 @@ _PRESETS = {
     "slowfast_r50_ava_32x2": SlowFastDetectorPreset(
         "SlowFast R50 32x2 AVA detector (configs/AVA/SLOWFAST_32x2_R50_SHORT.yaml)",
         _sf(50, 7),
-        sampling_rate=2,
-        test_crop_size=224,
+        clip_spec="ava_slowfast_32x2",
         aligned=True,
         box_score_threshold=0.8,
     ),
@@ -66,16 +68,14 @@ _PRESETS = {
             nonlocal_locations=[[], [], [6, 13, 20], []],
             nonlocal_pool=(2, 2, 2),
         ),
-        sampling_rate=2,
-        test_crop_size=256,
+        clip_spec="ava_slowfast_32x2_c2",
         aligned=False,
         box_score_threshold=0.8,
     ),
     "slow_r50_ava_4x16": SlowFastDetectorPreset(
         "Slow-only R50 4x16 AVA detector (configs/AVA/SLOW_8x8_R50_SHORT.yaml: 4 frames x 16)",
         dict(arch="slow", depth=50, num_frames=4, **_AVA_STRIDES),
-        sampling_rate=16,
-        test_crop_size=256,
+        clip_spec="ava_slow_4x16",
         aligned=True,
         box_score_threshold=0.9,
     ),
@@ -83,8 +83,7 @@ _PRESETS = {
         "PyTorchVideo slowfast_r50_detection (SLOWFAST_8x8_R50_DETECTION.pyth): SlowFast R50 "
         "8x8, fusion kernel 7, RoIAlign aligned=False",
         _sf(50, 7),
-        sampling_rate=2,
-        test_crop_size=256,
+        clip_spec="ava_slowfast_32x2_c2",
         aligned=False,
         box_score_threshold=0.8,
     ),
@@ -104,7 +103,8 @@ class _DetectorPresetFamily(PresetFamily):
             **overrides: any backbone kwarg (e.g. ``depth=18, width=8, image_size=64`` for a
                 tiny model) or detector kwarg (``dropout``, ``roi_output_size``,
                 ``spatial_scale``, ``sampling_ratio``, ``aligned``, ``activation``,
-                ``max_boxes``); ``aligned`` defaults to the preset's.
+                ``max_boxes``, ``clip_spec``); ``aligned`` defaults to the preset's, ``clip_spec``
+                to the preset's named spec.
 
         Returns:
             ``SlowFastDetector``; output logits ``[B, max_boxes, num_classes]``.
@@ -113,6 +113,8 @@ class _DetectorPresetFamily(PresetFamily):
         head_kwargs = {k: overrides.pop(k) for k in DETECTOR_KWARGS if k in overrides}
         head_kwargs.setdefault("aligned", preset.aligned)
         backbone = self.backbone_cls(**{**preset.backbone, **overrides})
+        if head_kwargs.get("clip_spec") is None:
+            head_kwargs["clip_spec"] = clip_spec_for(preset, backbone)
         return self.classifier_cls(
             backbone, num_classes=num_classes, name=preset_name, **head_kwargs
         )

@@ -122,3 +122,19 @@ def test_bad_inputs_raise_clear_errors():
         model({**_clips(), "boxes": BOXES, "box_mask": MASK[:, :2]})
     with pytest.raises(ValueError, match="Received: sampling_ratio=-1"):
         SlowFastDetector(SlowFastBackbone(**TINY), sampling_ratio=-1)
+
+
+def test_detector_keras_file_carries_the_clip_spec(tmp_path):
+    from slowfast_tf.clip_spec import ClipSpec, get_clip_spec
+
+    model = models.build_model("slowfast_r50_ava_32x2", max_boxes=3, **TINY)
+    # The backbone's fixed image_size sets the crops and short side; frames follow num_frames.
+    expected = get_clip_spec("ava_slowfast_32x2").replace(
+        num_frames=8, train_crop=SIZE, test_crop=SIZE, test_short_side=SIZE,
+        train_jitter_scales=(SIZE, SIZE),
+    )
+    assert ClipSpec.from_dict(model.clip_spec) == expected
+    path = str(tmp_path / "d.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, compile=False)
+    assert ClipSpec.from_dict(loaded.clip_spec) == expected

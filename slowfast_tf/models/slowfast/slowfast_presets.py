@@ -8,6 +8,7 @@ fast frames at stride 2 (``num_frames=32``) and keeps every alpha=4th for the sl
 import dataclasses
 from types import MappingProxyType
 
+from slowfast_tf.clip_spec import ClipSpec, get_clip_spec
 from slowfast_tf.models.common.presets import PresetFamily
 from slowfast_tf.models.slowfast.slowfast_backbone import SlowFastBackbone
 from slowfast_tf.models.slowfast.slowfast_video_classifier import SlowFastVideoClassifier
@@ -15,21 +16,37 @@ from slowfast_tf.models.slowfast.slowfast_video_classifier import SlowFastVideoC
 
 @dataclasses.dataclass(frozen=True)
 class SlowFastPreset:
-    """A frozen recipe: backbone kwargs plus the clip sampling the weights were trained with.
+    """A frozen recipe: backbone kwargs plus the name of the clip spec the weights were trained on.
 
     Args:
         description: str, one line.
         backbone: dict of ``SlowFastBackbone`` kwargs.
-        sampling_rate: int, fast (or only) pathway temporal stride in frames at 30 fps.
-        train_crop_size: int, training crop (fixes the head pool kernel).
-        test_crop_size: int, test crop (fully convolutional testing; 256 in the paper).
+        clip_spec: str, a key of ``slowfast_tf.clip_spec.CLIP_SPECS`` (frames, sampling rate,
+            crops, short side, mean/std); ``get_clip_spec()`` returns it.
     """
 
     description: str
     backbone: dict
-    sampling_rate: int
-    train_crop_size: int = 224
-    test_crop_size: int = 256
+    clip_spec: str
+
+    def get_clip_spec(self) -> ClipSpec:
+        """The named `ClipSpec`."""
+        return get_clip_spec(self.clip_spec)
+
+    @property
+    def sampling_rate(self) -> int:
+        """Temporal stride of the decoded clip at 30 fps (from the clip spec)."""
+        return self.get_clip_spec().sampling_rate
+
+    @property
+    def train_crop_size(self) -> int:
+        """Training crop (fixes the head pool kernel), from the clip spec."""
+        return self.get_clip_spec().train_crop
+
+    @property
+    def test_crop_size(self) -> int:
+        """Test crop (fully convolutional testing; 256 in the paper), from the clip spec."""
+        return self.get_clip_spec().test_crop
 
     @property
     def num_frames(self) -> int:
@@ -69,95 +86,95 @@ _NLN_R101 = [[], [], [6, 13, 20], []]
 
 _PRESETS = {
     "slowfast_r50_4x16": SlowFastPreset(
-        "SlowFast R50 4x16 (K400 75.6 top-1)", _sf(50, 32, 8, 5), sampling_rate=2
+        "SlowFast R50 4x16 (K400 75.6 top-1)", _sf(50, 32, 8, 5), clip_spec="slowfast_4x16"
     ),
     "slowfast_r50_8x8": SlowFastPreset(
-        "SlowFast R50 8x8, fusion kernel 7 (K400 77.0 top-1)", _sf(50, 32, 4, 7), sampling_rate=2
+        "SlowFast R50 8x8, fusion kernel 7 (K400 77.0 top-1)", _sf(50, 32, 4, 7), clip_spec="slowfast_8x8"
     ),
     "slowfast_r50_16x8": SlowFastPreset(
-        "SlowFast R50 16x8 (Charades / SSv2 recipe)", _sf(50, 64, 4, 7), sampling_rate=2
+        "SlowFast R50 16x8 (Charades / SSv2 recipe)", _sf(50, 64, 4, 7), clip_spec="slowfast_16x8"
     ),
     "slowfast_r101_8x8": SlowFastPreset(
         "SlowFast R101 8x8, temporal kernels in all blocks (K400 78.0 top-1)",
         _sf(101, 32, 4, 5),
-        sampling_rate=2,
+        clip_spec="slowfast_8x8",
     ),
     "slowfast_r101_50_101_8x8": SlowFastPreset(
         "SlowFast R101 8x8, slow res4 temporal kernels in 6 blocks, fast in 23",
         _sf(101, 32, 4, 5, num_block_temp_kernel=[3, 4, [6, 23], 3]),
-        sampling_rate=2,
+        clip_spec="slowfast_8x8",
     ),
     "slowfast_r101_50_50_8x8": SlowFastPreset(
         "SlowFast R101 8x8 with R50 temporal kernels (paper Table 2: 106 GF)",
         _sf(101, 32, 4, 5, num_block_temp_kernel=_R101_50_50),
-        sampling_rate=2,
+        clip_spec="slowfast_8x8",
     ),
     "slowfast_r101_50_50_16x8": SlowFastPreset(
         "SlowFast R101 16x8 with R50 temporal kernels (K400 78.9 top-1)",
         _sf(101, 64, 4, 5, num_block_temp_kernel=_R101_50_50),
-        sampling_rate=2,
+        clip_spec="slowfast_16x8",
     ),
     "slowfast_nln_r50_4x16": SlowFastPreset(
         "SlowFast R50 4x16 + 5 dot-product non-local blocks (res3 [1,3], res4 [1,3,5])",
         _sf(50, 32, 8, 5, nonlocal_locations=_NLN_R50),
-        sampling_rate=2,
+        clip_spec="slowfast_4x16",
     ),
     "slowfast_nln_r50_8x8": SlowFastPreset(
         "SlowFast R50 8x8 + 5 dot-product non-local blocks (fusion kernel 5, as PySlowFast)",
         _sf(50, 32, 4, 5, nonlocal_locations=_NLN_R50),
-        sampling_rate=2,
+        clip_spec="slowfast_8x8",
     ),
     "slowfast_nln_r101_50_50_16x8": SlowFastPreset(
         "SlowFast R101 16x8 + 3 dot-product non-local blocks in res4 [6,13,20] (K400 79.8)",
         _sf(101, 64, 4, 5, num_block_temp_kernel=_R101_50_50, nonlocal_locations=_NLN_R101),
-        sampling_rate=2,
+        clip_spec="slowfast_16x8",
     ),
     "slow_r50_4x16": SlowFastPreset(
         "Slow-only R50 4x16 (K400 72.6 top-1)",
         dict(arch="slow", depth=50, num_frames=4),
-        sampling_rate=16,
+        clip_spec="slow_4x16",
     ),
     "slow_r50_8x8": SlowFastPreset(
         "Slow-only R50 8x8 (K400 74.8 top-1)",
         dict(arch="slow", depth=50, num_frames=8),
-        sampling_rate=8,
+        clip_spec="slow_8x8",
     ),
     "slow_nln_r50_8x8": SlowFastPreset(
         "Slow-only R50 8x8 + 5 dot-product non-local blocks",
         dict(arch="slow", depth=50, num_frames=8, nonlocal_locations=_NLN_R50),
-        sampling_rate=8,
+        clip_spec="slow_8x8",
     ),
     "fast_r50_32x2": SlowFastPreset(
         "Fast-only R50 (the fast pathway alone: 32 frames at stride 2, width 64/8)",
         dict(arch="fast", depth=50, num_frames=32, beta_inv=8),
-        sampling_rate=2,
+        clip_spec="fast_32x2",
     ),
     "c2d_r50_8x8": SlowFastPreset(
         "C2D R50 8x8 (no temporal convs; temporal max-pool /2 after res2)",
         dict(arch="c2d", depth=50, num_frames=8),
-        sampling_rate=8,
+        clip_spec="c2d_8x8",
     ),
     "c2d_nln_r50_8x8": SlowFastPreset(
         "C2D R50 8x8 + 5 softmax non-local blocks",
         dict(arch="c2d", depth=50, num_frames=8, nonlocal_locations=_NLN_R50,
              nonlocal_instantiation="softmax"),
-        sampling_rate=8,
+        clip_spec="c2d_8x8",
     ),
     "i3d_r50_8x8": SlowFastPreset(
         "I3D R50 8x8 (inflated 3x1x1 kernels; temporal max-pool /2 after res2)",
         dict(arch="i3d", depth=50, num_frames=8),
-        sampling_rate=8,
+        clip_spec="i3d_8x8",
     ),
     "i3d_nln_r50_8x8": SlowFastPreset(
         "I3D R50 8x8 + 5 softmax non-local blocks",
         dict(arch="i3d", depth=50, num_frames=8, nonlocal_locations=_NLN_R50,
              nonlocal_instantiation="softmax"),
-        sampling_rate=8,
+        clip_spec="i3d_8x8",
     ),
     "i3d_r101_8x8": SlowFastPreset(
         "I3D R101 8x8",
         dict(arch="i3d", depth=101, num_frames=8),
-        sampling_rate=8,
+        clip_spec="i3d_8x8",
     ),
 }
 PRESETS = MappingProxyType(_PRESETS)

@@ -2,6 +2,7 @@
 
 import keras
 
+from slowfast_tf.models.common.presets import check_clip_spec
 from slowfast_tf.models.slowfast.slowfast_backbone import validate_pathway_inputs
 
 HEAD_ACTIVATIONS = ("softmax", "sigmoid")
@@ -55,6 +56,10 @@ class SlowFastVideoClassifier(keras.Model):
             ``backbone.image_size`` when set, else 224.
         activation: str, ``"softmax"`` (single label) or ``"sigmoid"`` (multi-label, Charades),
             used only by ``build_eval_model()``; training uses logits.
+        clip_spec: None or dict (``slowfast_tf.clip_spec.ClipSpec.to_dict()``), how the model
+            wants its clips (frames, sampling rate, crops, short side, mean/std). Saved in
+            ``get_config``, so a ``.keras`` file carries it; its frames per pathway must be the
+            backbone's. ``build_model`` sets the preset's.
     """
 
     def __init__(
@@ -65,9 +70,11 @@ class SlowFastVideoClassifier(keras.Model):
         head_pool_size=None,
         train_crop_size=None,
         activation="softmax",
+        clip_spec=None,
         **kwargs,
     ):
         # === Validation ===
+        clip_spec = check_clip_spec(clip_spec, backbone)
         if int(num_classes) != num_classes or num_classes < 1:
             raise ValueError(f"`num_classes` must be a positive int. Received: num_classes={num_classes!r}")
         if not 0.0 <= dropout < 1.0:
@@ -141,6 +148,7 @@ class SlowFastVideoClassifier(keras.Model):
         self.head_pool_size = head_pool_size
         self.train_crop_size = int(train_crop_size)
         self.activation = activation
+        self.clip_spec = clip_spec
 
     def _pooled_features(self, inputs):
         return _pooled_features(self.backbone, self.head_pools, self.head_concat, inputs)
@@ -196,6 +204,7 @@ class SlowFastVideoClassifier(keras.Model):
             "head_pool_size": {k: list(v) for k, v in self.head_pool_size.items()},
             "train_crop_size": self.train_crop_size,
             "activation": self.activation,
+            "clip_spec": check_clip_spec(self.clip_spec, self.backbone),  # a plain dict
         }
 
     @classmethod

@@ -106,3 +106,23 @@ def test_mixed_precision_logits_are_float32():
     assert model.get_layer("head_projection").compute_dtype == "float16"
     for value in eval_model.output.values():
         assert value.dtype == "float32"
+
+
+def test_keras_file_carries_the_clip_spec(tmp_path):
+    """`build_model` attaches the preset's named clip spec (frames following the overrides);
+    `.keras` save / `load_model` brings it back; a spec with other frames is refused."""
+    from slowfast_tf import models
+    from slowfast_tf.clip_spec import ClipSpec, get_clip_spec
+
+    model = models.build_model("slowfast_r50_4x16", num_classes=3, **dict(TINY, alpha=8))
+    assert ClipSpec.from_dict(model.clip_spec) == get_clip_spec("slowfast_4x16", num_frames=8)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, compile=False)
+    assert ClipSpec.from_dict(loaded.clip_spec) == get_clip_spec("slowfast_4x16", num_frames=8)
+    assert loaded.get_config()["clip_spec"] == model.get_config()["clip_spec"]
+    with pytest.raises(ValueError, match="`clip_spec` must give the backbone's frames"):
+        SlowFastVideoClassifier(SlowFastBackbone(**TINY), num_classes=3,
+                                clip_spec=ClipSpec(num_frames=16).to_dict())
+    plain = SlowFastVideoClassifier(SlowFastBackbone(**TINY), num_classes=3)
+    assert plain.clip_spec is None and plain.get_config()["clip_spec"] is None
