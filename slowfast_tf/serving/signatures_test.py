@@ -251,7 +251,7 @@ def test_serving_config_from_model(tiny_model):
 
 def test_serving_config_of_a_model_without_clip_spec():
     """A model saved before clip specs: frames from its inputs, PySlowFast defaults otherwise."""
-    from slowfast_tf.serving import testing_utils
+    from slowfast_tf.testing import serving_models as testing_utils
 
     model = testing_utils.tiny_classifier(num_frames=8)  # overrides: no clip spec attached
     assert model.clip_spec is None
