@@ -1,4 +1,5 @@
-"""Serving layer: SavedModel signatures, TF Serving files, client and a local test server.
+"""Serving layer: SavedModel signatures, TF Serving files and client (the local stand-in server for
+tests lives in slowfast_tf/testing/local_server.py).
 
     from slowfast_tf.serving import ServingConfig, export_for_serving
     config = serving_config_from_model(model)          # T, alpha, pathways from the model
