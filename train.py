@@ -55,7 +55,8 @@ flags.DEFINE_string("init_weights", None, "Keras .weights.h5 to fine-tune from (
 flags.DEFINE_enum("skip_head", "auto", ["auto", "true", "false"],
                   "Skip head_projection when loading --init_weights ('auto': if shapes differ).")
 # Data.
-flags.DEFINE_string("data_preset", None, "slowfast_tf.data preset; default: derived from --model.")
+flags.DEFINE_string("data_preset", None, "slowfast_tf.data preset; default: the one named like "
+                    "--model's clip spec (slowfast_r50_8x8 -> slowfast_8x8).")
 flags.DEFINE_string("data_overrides", "{}", "JSON dict of DataConfig overrides.")
 flags.DEFINE_string("train_file_pattern", None, "TFRecord glob of training SequenceExamples.")
 flags.DEFINE_string("val_file_pattern", None, "Optional in-training validation (1 view/video).")

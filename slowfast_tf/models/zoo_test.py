@@ -27,3 +27,25 @@ def test_build_model_dispatches_to_each_family():
 def test_unknown_preset_lists_both_families():
     with pytest.raises(ValueError, match="r2plus1d_r18.*Received: name='nope'"):
         models.build_model("nope")
+
+
+def test_every_preset_names_a_clip_spec_with_its_frames():
+    """Presets link to clip specs by name (no pattern matching); the named spec gives the
+    preset's frames, and a classifier preset resolves to the data preset of that name."""
+    from slowfast_tf.clip_spec import get_clip_spec
+    from slowfast_tf.data import get_data_config
+    from slowfast_tf.training.detection import build_data_config, is_detector
+
+    for name in models.list_presets():
+        preset = models.get_preset(name)
+        spec = get_clip_spec(preset.clip_spec)
+        assert spec.frames_per_pathway() == preset.frames, name
+        assert (preset.sampling_rate, preset.test_crop_size) == (spec.sampling_rate, spec.test_crop)
+        if is_detector(name):
+            assert build_data_config(name, None, 80, {}).clip_spec == spec, name
+        else:
+            assert get_data_config(name).clip_spec == spec, name
+    assert get_data_config("slowfast_nln_r101_50_50_16x8").frames_per_pathway() == {
+        "slow": 16, "fast": 64
+    }
+    assert get_data_config("r2plus1d_r18_torchvision").mean[0] == 0.43216

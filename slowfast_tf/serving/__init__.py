@@ -2,7 +2,7 @@
 tests lives in slowfast_tf/testing/local_server.py).
 
     from slowfast_tf.serving import ServingConfig, export_for_serving
-    config = serving_config_from_model(model)          # T, alpha, pathways from the model
+    config = serving_config_from_model(model)          # the clip spec the model carries
     export_for_serving(model, "/tmp/models", "slowfast", config, labels)
 
 Command lines: ``python export.py ...`` and ``python -m slowfast_tf.serving.client ...``.

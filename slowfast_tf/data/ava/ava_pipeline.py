@@ -45,6 +45,7 @@ from slowfast_tf.data.ava.ava_records import parse_segment_example
 
 MODES = ("train", "val", "test")
 AUTOTUNE = tf.data.AUTOTUNE
+_AVA_SPEC = CLIP_SPECS["ava_slowfast_32x2"]
 
 
 @dataclass(frozen=True)
@@ -67,20 +68,21 @@ class AvaDataConfig:
         mean, std: per-channel normalisation.
     """
 
-    num_frames: int = 32
-    sampling_rate: int = 2
-    alpha: int = 4
-    pathways: tuple[str, ...] = ("slow", "fast")
-    train_jitter: tuple[int, int] = (256, 320)
-    train_crop: int = 224
-    test_size: int = 224
+    # Clip defaults: the clip spec "ava_slowfast_32x2" (their one owner, slowfast_tf/clip_spec.py).
+    num_frames: int = _AVA_SPEC.num_frames
+    sampling_rate: int = _AVA_SPEC.sampling_rate
+    alpha: int = _AVA_SPEC.alpha
+    pathways: tuple[str, ...] = _AVA_SPEC.pathways
+    train_jitter: tuple[int, int] = _AVA_SPEC.train_jitter_scales
+    train_crop: int = _AVA_SPEC.train_crop
+    test_size: int = _AVA_SPEC.short_side
     max_boxes: int = 32
     num_classes: int = 80
     detection_score_thresh: float = 0.8
     train_predicted_boxes: bool = True
     test_boxes: str = "predicted"
-    mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
-    std: tuple[float, float, float] = (0.225, 0.225, 0.225)
+    mean: tuple[float, float, float] = _AVA_SPEC.mean
+    std: tuple[float, float, float] = _AVA_SPEC.std
 
     def __post_init__(self):
         if self.test_boxes not in ("predicted", "groundtruth"):
