@@ -523,6 +523,7 @@ def detect(
         `top_k_labels` `[N, k]`, one row per box.
     """
     keyframes = read_boxes_csv(boxes_csv)  # a bad CSV fails before the video is decoded
+    fps = video_io.probe(video).fps  # so does an unreadable video, before the server is asked
     if None in (num_frames, sampling_rate, target_fps, resize_short_side):
         spec = resolve_clip_spec(server, model_name, rest, timeout, num_frames=num_frames,
                                  sampling_rate=sampling_rate, target_fps=target_fps)
@@ -531,7 +532,6 @@ def detect(
             resize_short_side = spec.short_side
     max_frames = None
     if all(k.sec is not None for k in keyframes):
-        fps = video_io.probe(video).fps
         last = round(max(k.sec for k in keyframes) * target_fps) + num_frames * sampling_rate
         max_frames = math.ceil(last * fps / target_fps) + 2
     frames, fps = decode_video(video, resize_short_side, max_frames)

@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from slowfast_tf.data import transforms
 from slowfast_tf.data.ava import ava_pipeline
-from slowfast_tf.serving import preprocessing, tfserving
+from slowfast_tf.serving import preprocessing, signatures, tfserving
 
 FRAMES_KEY = "frames"
 BOXES_KEY = "boxes"
@@ -102,7 +102,8 @@ def build_detection_module(model, config: ava_pipeline.AvaDataConfig, labels: li
     concrete = serve.get_concrete_function()
     module = tf.Module(name="slowfast_detection_serving")
     module.model_variables = list({id(v): v for v in concrete.variables}.values())
-    return module, {DEFAULT_SIGNATURE: concrete}
+    return module, {DEFAULT_SIGNATURE: concrete,
+                    signatures.METADATA_SIGNATURE: signatures.metadata_signature(config.clip_spec)}
 
 
 def warmup_requests(model_name: str, config: ava_pipeline.AvaDataConfig) -> list:
@@ -131,13 +132,13 @@ def save_detection_model(model, export_dir: str, config: ava_pipeline.AvaDataCon
     """
     if tf.io.gfile.exists(export_dir):
         raise ValueError(f"`export_dir` already exists. Received: export_dir={export_dir!r}")
-    module, signatures = build_detection_module(model, config, labels, top_k)
+    module, serving_signatures = build_detection_module(model, config, labels, top_k)
     parent = os.path.dirname(os.path.abspath(export_dir))
     os.makedirs(parent, exist_ok=True)
     # A hidden sibling: TF Serving ignores non-numeric dirs, so it never sees a partial version.
     with tempfile.TemporaryDirectory(dir=parent, prefix=".tmp-") as tmp:
         staged = os.path.join(tmp, "model")
-        tf.saved_model.save(module, staged, signatures=signatures)
+        tf.saved_model.save(module, staged, signatures=serving_signatures)
         if warmup_model_name is not None:
             tfserving.write_warmup_requests(staged, warmup_requests(warmup_model_name, config))
         os.rename(staged, export_dir)  # A complete SavedModel or none.
@@ -151,7 +152,7 @@ def export_from_flags(model, f) -> str:
     ``--labels_file``, ``--top_k``, ``--version``, ``--serving_base_path``, ``--warmup``. Returns the
     export dir.
     """
-    from slowfast_tf.serving import signatures, tfserving
+    from slowfast_tf.serving import tfserving
     from slowfast_tf.training import detection
 
     # Clip length, pathways and box slots come from the model; the rest from the data preset.

@@ -406,20 +406,10 @@ def build_serving_module(
         )
         return predict(inputs)
 
-    clip_json = config.clip.to_json()
-
-    @tf.function(
-        input_signature=[tf.TensorSpec([None], tf.int32, name=METADATA_INPUT_KEY)],
-        autograph=False,
-    )
-    def metadata(dummy):
-        # One copy per row: TF Serving's server-side batching needs a batched input and output.
-        return {CLIP_SPEC_KEY: tf.fill(tf.shape(dummy), tf.constant(clip_json))}
-
     signatures = {
         DEFAULT_SIGNATURE: serve_frames.get_concrete_function(),
         EXAMPLES_SIGNATURE: serve_examples.get_concrete_function(),
-        METADATA_SIGNATURE: metadata.get_concrete_function(),
+        METADATA_SIGNATURE: metadata_signature(config.clip),
     }
     module = tf.Module(name="slowfast_serving")
     # Only the raw tf.Variables the graphs read -- not the Keras wrappers (see module docstring).
@@ -429,6 +419,22 @@ def build_serving_module(
     if clip_spec_path:
         module.clip_spec_asset = tf.saved_model.Asset(clip_spec_path)
     return module, signatures
+
+
+def metadata_signature(clip: ClipSpec):
+    """The `metadata` signature's concrete function: `dummy` int32 `[B]` in, the clip spec's JSON
+    (`CLIP_SPEC_KEY`, one copy per row) out, so a client learns the model's clip settings."""
+    clip_json = clip.to_json()
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None], tf.int32, name=METADATA_INPUT_KEY)],
+        autograph=False,
+    )
+    def metadata(dummy):
+        # One copy per row: TF Serving's server-side batching needs a batched input and output.
+        return {CLIP_SPEC_KEY: tf.fill(tf.shape(dummy), tf.constant(clip_json))}
+
+    return metadata.get_concrete_function()
 
 
 def clip_spec_from_metadata(outputs: dict) -> ClipSpec:
