@@ -142,7 +142,7 @@ def test_readme_export_command_tiny_reads_the_sidecar(tmp_path):
     (tmp_path / "labels.txt").write_text("\n".join(LABELS) + "\n")
     values = {"--num_classes": str(len(LABELS)), "--weights": weights,
               "--labels_file": str(tmp_path / "labels.txt"),
-              "--export_base": str(tmp_path / "models")}
+              "--output_dir": str(tmp_path / "models")}
     args = [a if a.split("=")[0] not in values else f"{a.split('=')[0]}={values[a.split('=')[0]]}"
             for a in argv[2:]]
     assert {a.split("=")[0] for a in args} >= {"--preset", "--model_name", "--serving_base_path",
