@@ -291,10 +291,16 @@ class Predictor:
 # === Outputs ===
 
 
+def top_k_text(probabilities: np.ndarray, k: int, labels: Sequence[str]) -> str:
+    """``label 0.812  label 0.104 ...``: the printed form of `top_k`."""
+    return "  ".join(f"{e['label']} {e['probability']:.3f}"
+                     for e in top_k(probabilities, k, labels))
+
+
 def format_prediction(prediction: VideoPrediction, labels: Sequence[str], k: int) -> str:
     """The printed report: one line per window, then the whole-video top-k."""
     def entries(p):
-        return "  ".join(f"{e['label']} {e['probability']:.3f}" for e in top_k(p, k, labels))
+        return top_k_text(p, k, labels)
 
     lines = [f"{prediction.path} ({prediction.duration:.2f} s, {len(prediction.starts)} windows)"]
     for start, end, p in zip(prediction.starts, prediction.ends, prediction.probabilities):

@@ -140,7 +140,7 @@ class DetectionPredictor:
 
 def format_prediction(prediction: DetectionPrediction, labels: Sequence[str], k: int) -> str:
     """The printed report: per keyframe, one line per box with its top-k actions."""
-    from slowfast_tf.predict import top_k
+    from slowfast_tf.predict import top_k_text
 
     count = sum(len(kf.boxes) for kf in prediction.keyframes)
     lines = [f"{prediction.path} ({len(prediction.keyframes)} keyframes, {count} boxes)"]
@@ -148,24 +148,22 @@ def format_prediction(prediction: DetectionPrediction, labels: Sequence[str], k:
         lines.append(f"  keyframe {kf.time:7.2f}s: {len(kf.boxes)} box(es)")
         for row, (box, p) in enumerate(zip(kf.boxes, kf.probabilities)):
             coords = ", ".join(f"{v:.3f}" for v in box)
-            actions = "  ".join(f"{e['label']} {e['probability']:.3f}" for e in top_k(p, k, labels))
-            lines.append(f"    box {row + 1} [{coords}]  {actions}")
+            lines.append(f"    box {row + 1} [{coords}]  {top_k_text(p, k, labels)}")
     return "\n".join(lines)
 
 
-def to_json(prediction: DetectionPrediction, labels: Sequence[str], k: int) -> dict:
+def keyframe_json(kf: KeyframePrediction, labels: Sequence[str], k: int) -> dict:
+    """``{"sec", "time", "boxes": [{"box", "top_k"}]}`` of one keyframe."""
     from slowfast_tf.predict import top_k
 
-    return {
-        "video": prediction.path,
-        "fps": prediction.fps,
-        "keyframes": [
-            {"sec": kf.sec, "time": kf.time,
-             "boxes": [{"box": [float(v) for v in box], "top_k": top_k(p, k, labels)}
-                       for box, p in zip(kf.boxes, kf.probabilities)]}
-            for kf in prediction.keyframes
-        ],
-    }
+    boxes = [{"box": [float(v) for v in box], "top_k": top_k(p, k, labels)}
+             for box, p in zip(kf.boxes, kf.probabilities)]
+    return {"sec": kf.sec, "time": kf.time, "boxes": boxes}
+
+
+def to_json(prediction: DetectionPrediction, labels: Sequence[str], k: int) -> dict:
+    keyframes = [keyframe_json(kf, labels, k) for kf in prediction.keyframes]
+    return {"video": prediction.path, "fps": prediction.fps, "keyframes": keyframes}
 
 
 def ava_rows(prediction: DetectionPrediction, video_id: str) -> Iterator:
