@@ -24,7 +24,11 @@ A directory input is processed video by video (sorted, recursively). `--output_j
 An unreadable video or a bad argument is a one-line ``error: ...`` and exit status 2 (the other
 videos of a directory are still processed).
 
-Detection models (the ``ava_*`` presets) need person boxes per window; see `predict_boxes`.
+Detection models (the ``ava_*`` presets) take person boxes instead of windows: ``--boxes`` is a
+CSV of ``sec,x1,y1,x2,y2`` rows (the serving client's format) and every keyframe in it gets the
+top-k actions of each box; see `slowfast_tf.predict_detection`. For a directory of videos,
+``--boxes`` is a directory holding ``<video path relative to VIDEO_OR_DIR, extension .csv>``
+(pass the videos directory itself when each CSV sits next to its video).
 """
 
 from __future__ import annotations
@@ -120,7 +124,8 @@ def top_k(probabilities: np.ndarray, k: int, labels: Sequence[str]) -> list[dict
 
 
 def load_model(model_path=None, preset=None, weights=None, num_classes=None, overrides=None):
-    """The classifier of ``--model`` (a ``.keras`` file) or ``--preset`` (+ ``--weights``)."""
+    """The model (classifier or detector) of ``--model`` (a ``.keras`` file) or ``--preset``
+    (+ ``--weights``)."""
     import keras
 
     from slowfast_tf import models
@@ -152,11 +157,6 @@ def load_model(model_path=None, preset=None, weights=None, num_classes=None, ove
                 model.load_weights(weights)
             except Exception as e:  # noqa: BLE001 - wrong file, wrong shapes: one line
                 raise PredictError(f"cannot load --weights {weights}: {_one_line(e)}") from e
-    if isinstance(model, models.SlowFastDetector):
-        raise PredictError(
-            f"{model.name} is a detection model: it needs person boxes per window, which predict "
-            "does not take yet (see slowfast_tf.predict.predict_boxes)"
-        )
     return model
 
 
@@ -194,17 +194,6 @@ def resolve_clip_spec(model, preset=None, weights=None, name=None, **overrides) 
             "fix --num_frames (and the model's clip spec)"
         )
     return spec
-
-
-def predict_boxes(*args, **kwargs):
-    """Hook for detection models (``ava_*`` presets): per-person actions in every window.
-
-    A detector takes ``{"slow", "fast", "boxes" [B, M, 4], "box_mask" [B, M]}`` (normalised
-    ``x1, y1, x2, y2``; see `slowfast_tf.models.SlowFastDetector`). Once person boxes are
-    available (a person detector or a boxes CSV per video), `Predictor._run` feeds them with the
-    clip batch and `visualize.draw_top_k` is drawn once per box. Not built yet.
-    """
-    raise NotImplementedError("predict does not take person boxes yet (detection models)")
 
 
 def _one_line(error: BaseException) -> str:
@@ -302,10 +291,16 @@ class Predictor:
 # === Outputs ===
 
 
+def top_k_text(probabilities: np.ndarray, k: int, labels: Sequence[str]) -> str:
+    """``label 0.812  label 0.104 ...``: the printed form of `top_k`."""
+    return "  ".join(f"{e['label']} {e['probability']:.3f}"
+                     for e in top_k(probabilities, k, labels))
+
+
 def format_prediction(prediction: VideoPrediction, labels: Sequence[str], k: int) -> str:
     """The printed report: one line per window, then the whole-video top-k."""
     def entries(p):
-        return "  ".join(f"{e['label']} {e['probability']:.3f}" for e in top_k(p, k, labels))
+        return top_k_text(p, k, labels)
 
     lines = [f"{prediction.path} ({prediction.duration:.2f} s, {len(prediction.starts)} windows)"]
     for start, end, p in zip(prediction.starts, prediction.ends, prediction.probabilities):
@@ -418,6 +413,13 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_integer("visualize_short_side", 320, "Short side of --visualize frames.", **fv)
     flags.DEFINE_string("timeline", None,
                         "Write a PNG plot of the top-k classes' probabilities over time.", **fv)
+    flags.DEFINE_string(
+        "boxes", None,
+        "Detection models: the CSV of person boxes per keyframe ('sec,x1,y1,x2,y2' normalised; "
+        "see slowfast_tf.serving.client.BOXES_CSV_HELP); for a directory of videos, a directory "
+        "of <video relative path>.csv files (the videos directory itself when each CSV sits "
+        "next to its video). --output_csv is then the official AVA detections format.", **fv,
+    )
     flags.DEFINE_bool("progress", True, "Progress bars over videos and windows (stderr).", **fv)
 
 
@@ -461,6 +463,12 @@ def _num_classes(f: flags.FlagValues) -> int | None:
         return len(fh.read().rstrip("\n").split("\n"))
 
 
+def _is_detector(model) -> bool:
+    from slowfast_tf import models
+
+    return isinstance(model, models.SlowFastDetector)
+
+
 def predict_main(argv: Sequence[str], f: flags.FlagValues) -> int:
     """What the command runs once the flags are parsed; returns the exit status."""
     from tqdm import tqdm
@@ -471,9 +479,19 @@ def predict_main(argv: Sequence[str], f: flags.FlagValues) -> int:
     overrides = {name: getattr(f, name) for name in CLIP_FLAGS}
     spec = resolve_clip_spec(model, f.preset, f.weights, f.clip_spec, **overrides)
     labels = read_labels(f.labels, model.num_classes)
-    predictor = Predictor(model, spec, f.batch_size)
     root = target if os.path.isdir(target) else os.path.dirname(target)
     several = os.path.isdir(target)
+    if _is_detector(model) != bool(f.boxes):
+        raise PredictError(
+            f"{model.name} is a detection model: pass --boxes (a CSV of person boxes per "
+            "keyframe, 'sec,x1,y1,x2,y2')" if f.boxes is None else
+            f"--boxes is for detection models (the ava_* presets); {model.name} is a classifier"
+        )
+    if f.boxes:
+        from slowfast_tf import predict_detection
+
+        return predict_detection.run_videos(f, videos, model, spec, labels, root, several)
+    predictor = Predictor(model, spec, f.batch_size)
     k = min(f.top_k, len(labels))
     reports, rows, failed = [], [], 0
     for video in tqdm(videos, unit="video", desc="videos", disable=not (f.progress and several)):

@@ -164,3 +164,72 @@ def write_timeline(path: str, prediction, labels: Sequence[str], k: int) -> None
         x_range=(0.0, prediction.duration),
     )
     save_png(path, image)
+
+
+def draw_boxes(
+    frame: np.ndarray, boxes: np.ndarray, entries: Sequence[Sequence[tuple[str, float]]],
+    caption: str = "",
+) -> np.ndarray:
+    """Draws person boxes, each with its ``(label, probability)`` lines, on `frame`.
+
+    Args:
+        frame: uint8 RGB ``[H, W, 3]``.
+        boxes: float ``[N, 4]`` normalised ``(x1, y1, x2, y2)``.
+        entries: per box, the lines written at its top-left corner (``label  81%``).
+        caption: drawn in a strip at the bottom (e.g. the keyframe time).
+
+    Returns:
+        uint8 RGB ``[H, W, 3]``, a new array.
+    """
+    image = Image.fromarray(np.asarray(frame, np.uint8)).convert("RGBA")
+    height, width = frame.shape[:2]
+    size = max(8, min(height, width) // 24)
+    font = _font(size)
+    line = size + max(2, size // 3)
+    overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    for row, (box, lines) in enumerate(zip(np.asarray(boxes, np.float64), entries)):
+        colour = PALETTE[row % len(PALETTE)]
+        x1, y1, x2, y2 = box * [width - 1, height - 1, width - 1, height - 1]
+        draw.rectangle([x1, y1, x2, y2], outline=(*colour, 255), width=max(1, size // 6))
+        for i, (label, probability) in enumerate(lines):
+            y = y1 + 2 + i * line
+            text = f"{label} {100 * float(np.clip(probability, 0, 1)):.0f}%"
+            draw.rectangle([x1 + 1, y, x1 + 2 + draw.textlength(text, font=font), y + line - 1],
+                           fill=(0, 0, 0, 150))
+            draw.text((x1 + 2, y), text, fill=(*colour, 255), font=font)
+    if caption:
+        pad = max(2, size // 3)
+        draw.rectangle([0, height - line - pad, width, height], fill=(0, 0, 0, 150))
+        draw.text((pad, height - line - pad // 2), caption, fill=(255, 255, 255, 255), font=font)
+    return np.asarray(Image.alpha_composite(image, overlay).convert("RGB"))
+
+
+def write_box_video(path: str, prediction, labels: Sequence[str], k: int,
+                    short_side: int) -> int:
+    """Writes the frames around each keyframe of a `predict_detection.DetectionPrediction`.
+
+    The frames written are those inside some keyframe's clip (native frames ``first..last`` of
+    its indices), at the source rate and short side `short_side`, each showing the boxes and
+    top-k actions of the keyframe whose clip centre is nearest; returns the frame count.
+    """
+    from slowfast_tf import video_io
+
+    spans = np.array([(kf.first_frame, kf.last_frame) for kf in prediction.keyframes])
+    centres = np.array([kf.frame for kf in prediction.keyframes])
+    end = int(spans[:, 1].max())
+
+    def frames():
+        for item in video_io.iter_frames(prediction.path, short_side=short_side):
+            if item.index > end:
+                break
+            inside = np.flatnonzero((spans[:, 0] <= item.index) & (item.index <= spans[:, 1]))
+            if not len(inside):
+                continue
+            kf = prediction.keyframes[inside[np.argmin(np.abs(centres[inside] - item.index))]]
+            entries = [[(labels[c], float(p[c])) for c in ranking(p, k)]
+                       for p in kf.probabilities]
+            yield draw_boxes(item.rgb(), kf.boxes, entries,
+                             f"{item.time:5.2f}s  keyframe {kf.time:.2f}s")
+
+    return video_io.write_video(path, frames(), prediction.fps)

@@ -80,6 +80,8 @@ COVERAGE = {
         "slowfast_tf/predict_test.py::test_windows_json_csv_and_printed_report",
     "python -m slowfast_tf.predict videos/":
         "slowfast_tf/predict_test.py::test_directory_preset_weights_gif_and_a_bad_video",
+    "python -m slowfast_tf.predict my_video.mp4 --model=/ckpt/ava_sf_r50/model.keras --boxes":
+        "slowfast_tf/predict_detection_test.py::test_json_csv_and_printed_report",
 }
 
 

@@ -31,6 +31,7 @@ import math
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 
 if __name__ == "__main__":  # Before TF is imported: no duplicated start-up/cuInit noise.
     from slowfast_tf.utils import tf_startup
@@ -530,20 +531,36 @@ def detect(
         num_frames, sampling_rate, target_fps = spec.num_frames, spec.sampling_rate, spec.target_fps
         if resize_short_side is None:
             resize_short_side = spec.short_side
+    predict = predict_rest if rest else predict_grpc
+    out = []
+    for keyframe, _, clip in keyframe_clips(video, keyframes, num_frames, sampling_rate,
+                                            target_fps, resize_short_side, fps):
+        outputs = predict(clip[None], server, model_name, timeout=timeout, boxes=keyframe.boxes)
+        out.append((keyframe, outputs))
+    return out
+
+
+def keyframe_clips(
+    video: str, keyframes: list[Keyframe], num_frames: int, sampling_rate: int,
+    target_fps: float, resize_short_side: int, fps: float | None = None,
+) -> Iterator[tuple[Keyframe, np.ndarray, np.ndarray]]:
+    """The clip of every keyframe: ``(keyframe, native frame indices [T], uint8 [T, H, W, 3])``.
+
+    Decodes `video` once (short side `resize_short_side`, full frame), stopping after the last
+    keyframe's window when every keyframe has a time (`fps`: the source rate, probed when None);
+    the clips are `keyframe_clip_indices` of those frames. The decoded frames are held until the
+    generator ends (the client and ``predict --boxes`` share this).
+    """
+    fps = fps or video_io.probe(video).fps
     max_frames = None
     if all(k.sec is not None for k in keyframes):
         last = round(max(k.sec for k in keyframes) * target_fps) + num_frames * sampling_rate
         max_frames = math.ceil(last * fps / target_fps) + 2
     frames, fps = decode_video(video, resize_short_side, max_frames)
-    predict = predict_rest if rest else predict_grpc
-    out = []
     for keyframe in keyframes:
         idx = keyframe_clip_indices(len(frames), fps, keyframe.sec, num_frames, sampling_rate,
                                     target_fps)
-        outputs = predict(frames[idx][None], server, model_name, timeout=timeout,
-                          boxes=keyframe.boxes)
-        out.append((keyframe, outputs))
-    return out
+        yield keyframe, idx, frames[idx]
 
 
 def format_detections(results: list[tuple[Keyframe, dict[str, np.ndarray]]]) -> str:

@@ -106,7 +106,12 @@ class AvaDataConfig:
 
 def _from_clip_spec(name: str, **fields) -> AvaDataConfig:
     """The AVA data preset whose clip settings are the clip spec `name` (their one owner)."""
-    spec = CLIP_SPECS[name]
+    return config_from_clip_spec(CLIP_SPECS[name], **fields)
+
+
+def config_from_clip_spec(spec: ClipSpec, **fields) -> AvaDataConfig:
+    """An `AvaDataConfig` whose clip settings are `spec`'s (test size: its short side); `fields`
+    set the rest (``max_boxes``, ``num_classes``, ...)."""
     return AvaDataConfig(
         num_frames=spec.num_frames, sampling_rate=spec.sampling_rate, alpha=spec.alpha,
         pathways=spec.pathways, train_jitter=spec.train_jitter_scales, train_crop=spec.train_crop,
