@@ -12,6 +12,8 @@ All tensors are channels-last: ``[batch, time, height, width, channels]``.
 
 import keras
 
+from slowfast_tf.models.common.time_folded_conv import TimeFoldedConv3D
+
 # PyTorch BatchNorm3d defaults: eps 1e-5 and momentum 0.1 (torch updates
 # running = (1 - m) * running + m * batch), i.e. Keras momentum 0.9. Keras's
 # default eps (1e-3) would silently change converted models.
@@ -47,6 +49,7 @@ def conv3d(
     use_bias=False,
     kernel_initializer=None,
     name=None,
+    time_fold=False,
 ):
     """A torch-equivalent ``Conv3d`` on a channels-last tensor.
 
@@ -61,6 +64,9 @@ def conv3d(
         use_bias: bool. SlowFast convs have no bias except the non-local ones.
         kernel_initializer: Keras initializer; defaults to ``conv_kernel_initializer()``.
         name: str, layer name (the conversion name maps rely on it).
+        time_fold: bool, compute it as a 2-D convolution over frames folded into the batch
+            (``TimeFoldedConv3D``: same weights and outputs; much faster gradients for the
+            few-channel, large-kernel stems on TF CPU).
     """
     kernel_size = _triple(kernel_size, "kernel_size")
     strides = _triple(strides, "strides")
@@ -83,7 +89,8 @@ def conv3d(
                 padding=padding, name=None if name is None else f"{name}_pad"
             )(x)
         keras_padding = "valid"
-    return keras.layers.Conv3D(
+    conv_class = TimeFoldedConv3D if time_fold else keras.layers.Conv3D
+    return conv_class(
         filters,
         kernel_size,
         strides=strides,
