@@ -22,6 +22,12 @@ BN_MOMENTUM = 0.9
 
 NORM_TYPES = ("batch_norm", "sync_batch_norm")
 
+# Set by ``bn_folding.folding_scope()`` while a model is rebuilt for BN folding: then every conv
+# gets a bias and records its output here (``id(tensor) -> conv layer``), and a BatchNorm whose
+# input is such an output is left out of the graph (recorded in ``"pairs"``: conv name -> BN
+# name) because its affine map is folded into that conv's kernel and bias.
+_BN_FOLDING = None
+
 
 def _triple(value, name):
     if isinstance(value, int):
@@ -90,22 +96,29 @@ def conv3d(
             )(x)
         keras_padding = "valid"
     conv_class = TimeFoldedConv3D if time_fold else keras.layers.Conv3D
-    return conv_class(
+    conv = conv_class(
         filters,
         kernel_size,
         strides=strides,
         padding=keras_padding,
         dilation_rate=dilation_rate,
-        use_bias=use_bias,
+        use_bias=use_bias or _BN_FOLDING is not None,
         kernel_initializer=kernel_initializer,
         name=name,
-    )(x)
+    )
+    y = conv(x)
+    if _BN_FOLDING is not None:
+        _BN_FOLDING["convs"][id(y)] = conv
+    return y
 
 
 def batch_norm(x, norm="batch_norm", zero_init=False, name=None):
     """BatchNorm with torch defaults. ``zero_init`` zeroes gamma (``ZERO_INIT_FINAL_BN``)."""
     if norm not in NORM_TYPES:
         raise ValueError(f"`norm` must be one of {NORM_TYPES}. Received: norm={norm!r}")
+    if _BN_FOLDING is not None and id(x) in _BN_FOLDING["convs"]:
+        _BN_FOLDING["pairs"][_BN_FOLDING["convs"][id(x)].name] = name
+        return x
     return keras.layers.BatchNormalization(
         axis=-1,
         momentum=BN_MOMENTUM,
