@@ -3,7 +3,7 @@
     python benchmarks/bench_train.py                  # 4x16 + 8x8 R50, 112^2 and 224^2, batch 2 and 4
     python benchmarks/bench_train.py --quick          # tiny models at 32^2, seconds (smoke test)
     python benchmarks/bench_train.py --models=slowfast_r50_4x16 --image_sizes=112 --batch_sizes=2
-    python benchmarks/bench_train.py --quick --plain_stems  # also time Conv3D stems (A/B)
+    python benchmarks/bench_train.py --quick --plain_conv3d  # also time plain Conv3D layers (A/B)
 
 For each (model, crop, batch) it builds the Keras classifier (``train_crop_size`` = the crop, 400
 classes) and PyTorchVideo's ``create_slowfast`` with the same architecture (the one the parity
@@ -18,9 +18,9 @@ Both run in this process, one step of each in turn (``--reps`` rounds, after ``-
 rounds; the first Keras call, tracing/compilation, is reported separately), so machine load hits
 both alike; the table reports medians and the ratio PyTorch time / Keras time (> 1: Keras faster).
 
-``--plain_stems`` adds a third model: the Keras one with the stems as plain ``Conv3D`` layers
-instead of ``TimeFoldedConv3D`` (same weights and math), interleaved with the other two; the
-``fold gain`` column is its time over the default model's.
+``--plain_conv3d`` adds a third model: the Keras one with plain ``Conv3D`` layers instead of
+``TimeFoldedConv3D`` (the stems and the ``[1, k, k]`` convs; same weights and math), interleaved
+with the other two; the ``fold gain`` column is its time over the default model's.
 """
 
 import contextlib
@@ -41,8 +41,8 @@ _WARMUP = flags.DEFINE_integer("warmup", 1, "Untimed rounds after the first call
 _THREADS = flags.DEFINE_integer("threads", 0, "CPU threads for both frameworks (0 = default).")
 _JIT = flags.DEFINE_bool("jit_compile", False, "Compile the Keras train step with XLA.")
 _TORCH = flags.DEFINE_bool("torch", True, "Also time the PyTorchVideo reference.")
-_PLAIN_STEMS = flags.DEFINE_bool(
-    "plain_stems", False, "Also time the Keras model with plain Conv3D stems (A/B)."
+_PLAIN_CONV3D = flags.DEFINE_bool(
+    "plain_conv3d", False, "Also time the Keras model with plain Conv3D layers instead of the time-folded ones (A/B)."
 )
 _QUICK = flags.DEFINE_bool(
     "quick", False, "Tiny models (R50 depth, width 8, 8 frames) at 32^2, batch 2, 2 rounds."
@@ -54,8 +54,8 @@ QUICK_OVERRIDES = dict(depth=50, width=8, beta_inv=4, num_frames=8)
 
 
 @contextlib.contextmanager
-def _plain_conv3d_stems():
-    """Builds models whose stems are ``keras.layers.Conv3D`` (the pre-folding formulation)."""
+def _plain_conv3d():
+    """Builds models with ``keras.layers.Conv3D`` where ``TimeFoldedConv3D`` would be used."""
     import keras
 
     from slowfast_tf.models.common import torch_layers
@@ -68,13 +68,13 @@ def _plain_conv3d_stems():
         torch_layers.TimeFoldedConv3D = folded
 
 
-def _keras_step(name, image_size, overrides, plain_stems=False):
+def _keras_step(name, image_size, overrides, plain_conv3d=False):
     import keras
 
     from slowfast_tf.models import build_model
 
     keras.utils.set_random_seed(0)
-    with _plain_conv3d_stems() if plain_stems else contextlib.nullcontext():
+    with _plain_conv3d() if plain_conv3d else contextlib.nullcontext():
         model = build_model(
             name, num_classes=NUM_CLASSES, train_crop_size=image_size, **overrides
         )
@@ -124,8 +124,8 @@ def _fmt(row):
     cells = [row["model"], str(row["image_size"]), str(row["batch"]), f"{row['keras_s']:.3f}"]
     cells.append(f"{row['torch_s']:.3f}" if "torch_s" in row else "-")
     cells.append(f"{row['torch_s'] / row['keras_s']:.2f}" if "torch_s" in row else "-")
-    if "plain_stems_s" in row:
-        cells += [f"{row['plain_stems_s']:.3f}", f"{row['plain_stems_s'] / row['keras_s']:.2f}"]
+    if "plain_conv3d_s" in row:
+        cells += [f"{row['plain_conv3d_s']:.3f}", f"{row['plain_conv3d_s'] / row['keras_s']:.2f}"]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -153,8 +153,8 @@ def main(argv):
         for size in sizes:
             for batch in batches:
                 steps = {"keras": _keras_step(name, size, overrides)}
-                if _PLAIN_STEMS.value:
-                    steps["plain_stems"] = _keras_step(name, size, overrides, plain_stems=True)
+                if _PLAIN_CONV3D.value:
+                    steps["plain_conv3d"] = _keras_step(name, size, overrides, plain_conv3d=True)
                 backbone = steps["keras"].backbone
                 rng = np.random.default_rng(0)
                 clips = {
@@ -194,8 +194,8 @@ def main(argv):
                 )
     header = "| model | crop | batch | Keras s/step | PyTorchVideo s/step | Keras speed / PyTorch |"
     rule = "|---|---|---|---|---|---|"
-    if _PLAIN_STEMS.value:
-        header += " Keras Conv3D-stems s/step | fold gain |"
+    if _PLAIN_CONV3D.value:
+        header += " Keras plain-Conv3D s/step | fold gain |"
         rule += "---|---|"
     print(f"\nmedians of {reps} interleaved rounds (jit_compile={_JIT.value})")
     print(header + "\n" + rule)

@@ -1,4 +1,4 @@
-"""A ``Conv3D`` computed as one ``Conv2D`` over frames folded into the batch (the fast stems).
+"""A ``Conv3D`` computed as one ``Conv2D`` over frames folded into the batch (stems, 1xkxk convs).
 
 Why: TensorFlow's CPU kernels for a Conv3D with few input channels and a large ``[kt, 7, 7]``
 kernel are very slow, above all the filter gradient (``Conv3DBackpropFilter``): in the tiny
@@ -7,9 +7,10 @@ synthetic SlowFast it was ~1.1 of ~1.3 CPU-s per training step. The same convolu
     y[b, t] = Conv2D(concat_k x[b, t + k], W reshaped to [kh, kw, kt * C, F])
 
 (the ``kt`` time-shifted frames stacked along channels, time folded into the batch) has exactly
-the same math and uses the well-tuned 2-D kernels (``benchmarks/bench_train.py --stem`` measures
-both). It is only used for the layers that ask for it (``conv3d(..., time_fold=True)``, the
-stems).
+the same math and uses the well-tuned 2-D kernels (``benchmarks/bench_train.py --plain_conv3d``
+times both). ``conv3d`` uses it for the stems and, by default, for every ``[1, k, k]`` kernel
+(pure reshapes around a Conv2D; 1.4-20x faster gradients in layer A/B runs); folding
+``[kt, 1, 1]`` kernels was slower, so those stay ``Conv3D``.
 
 The layer keeps ``Conv3D``'s variables (``kernel`` ``[kt, kh, kw, C, F]``, optional ``bias``),
 its name and its config, so converters, weight files and FLOP counts are unchanged. It uses

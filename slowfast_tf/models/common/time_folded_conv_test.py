@@ -51,14 +51,17 @@ def test_outputs_and_gradients_equal_conv3d(shape, kwargs):
         np.testing.assert_allclose(b.numpy() / scale, a.numpy() / scale, atol=1e-5, rtol=0)
 
 
-def test_stems_use_it_and_keep_names_and_shapes():
+def test_stems_and_1xkxk_convs_use_it_and_keep_names_and_shapes():
     model = build_model("slowfast_r50_8x8", depth=18, width=8, beta_inv=4, num_frames=8,
                         image_size=32)
     stems = {
         layer.name: layer for layer in model.backbone.layers
         if isinstance(layer, TimeFoldedConv3D)
     }
-    assert sorted(stems) == ["s1_pathway0_stem_conv", "s1_pathway1_stem_conv"]
+    assert {"s1_pathway0_stem_conv", "s1_pathway1_stem_conv", "s2_pathway0_res0_branch2_b"} <= set(
+        stems
+    )
+    assert not any(name.endswith("branch2_a") for name in stems)  # [kt, 1, 1]: plain Conv3D
     assert tuple(stems["s1_pathway1_stem_conv"].kernel.shape) == (5, 7, 7, 3, 2)
     assert tuple(stems["s1_pathway0_stem_conv"].kernel.shape) == (1, 7, 7, 3, 8)
     config = stems["s1_pathway1_stem_conv"].get_config()
