@@ -40,6 +40,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from slowfast_tf import clip_spec as clip_spec_lib  # noqa: E402
 from slowfast_tf.clip_spec import ClipSpec, get_clip_spec  # noqa: E402
+from slowfast_tf.models.common import bn_folding  # noqa: E402
 from slowfast_tf.serving import export_lib, signatures, tfserving  # noqa: E402
 from slowfast_tf.training import devices  # noqa: E402
 
@@ -106,6 +107,10 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         **fv,
     )
     flags.DEFINE_bool("warmup", True, "Write assets.extra/tf_serving_warmup_requests.", **fv)
+    flags.DEFINE_bool(
+        "fold_batch_norm", True,
+        "Fold BatchNorm into the preceding convs (same outputs, fewer ops; classifiers).", **fv,
+    )
     flags.DEFINE_integer("max_batch_size", 8, "Server-side batching: largest batch.", **fv)
     flags.DEFINE_integer("batch_timeout_micros", 5000, "Batching: wait for a batch.", **fv)
     flags.DEFINE_integer("num_batch_threads", 4, "Batching: parallel batches.", **fv)
@@ -248,7 +253,7 @@ def main(argv, flag_values: flags.FlagValues = flags.FLAGS):
     num_classes = (out["probabilities"] if isinstance(out, dict) else out).shape[-1]
     labels = signatures.read_labels(f.labels_file, num_classes)
     result = export_lib.export_for_serving(
-        model,
+        bn_folding.fold_batch_norm(model) if f.fold_batch_norm else model,
         f.output_dir,
         f.model_name,
         config,

@@ -12,6 +12,10 @@ For each (model, batch) it prints clips/s of the Keras model on ``--backend`` an
 achieved GFLOP/s and the Keras / PyTorchVideo speed ratio. Inputs are random: throughput does not
 depend on the values.
 
+On the tensorflow backend it first measures the machine's float32 matmul ceiling (a 4096 x 4096
+``tf.matmul``, median of ``--ceiling_reps``; ``--ceiling_size`` changes the size) and adds the
+fraction of that ceiling each model reaches (``% of ceiling`` column, appended at the end).
+
 Backends (the same model code and weights on each):
 - ``tensorflow``: a ``tf.function`` (XLA with ``--jit_compile``).
 - ``jax``: ``model.stateless_call`` under ``jax.jit`` (always XLA-compiled: eager JAX dispatches
@@ -54,6 +58,10 @@ _BACKEND = flags.DEFINE_list(
     "backend", [_DEFAULT_BACKEND],
     "Keras backend(s): tensorflow, jax, torch (several: one process each). Default: $KERAS_BACKEND.",
 )
+_CEILING_SIZE = flags.DEFINE_integer(
+    "ceiling_size", 4096, "Side of the square float32 tf.matmul measuring the ceiling (0: skip)."
+)
+_CEILING_REPS = flags.DEFINE_integer("ceiling_reps", 5, "Timed matmuls for the ceiling.")
 _ROWS_OUT = flags.DEFINE_string("rows_out", None, "Internal: write the result rows as JSON here.")
 
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -105,6 +113,22 @@ def _torch_model(backbone, image_size, train_crop):
         ),
         norm=nn.BatchNorm3d,
     ).eval()
+
+
+def matmul_ceiling_gflops(size, reps):
+    """Median GFLOP/s of a ``[size, size] x [size, size]`` float32 ``tf.matmul`` (2 n^3 FLOPs)."""
+    import tensorflow as tf
+
+    a = tf.random.stateless_normal((size, size), seed=(0, 1))
+    b = tf.random.stateless_normal((size, size), seed=(0, 2))
+    matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
+    matmul(a, b).numpy()  # trace + warm-up
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        matmul(a, b).numpy()
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / float(np.median(times)) / 1e9
 
 
 def _time(fn, iters, warmup):
@@ -234,6 +258,11 @@ def main(argv):
     _log_context(backend)
     if _JIT.value and backend != "tensorflow":
         print(f"note: --jit_compile applies to tensorflow only ({backend}: see the docstring)")
+    ceiling = None
+    if backend == "tensorflow" and _CEILING_SIZE.value > 0:
+        size = min(_CEILING_SIZE.value, 512) if quick else _CEILING_SIZE.value
+        ceiling = matmul_ceiling_gflops(size, _CEILING_REPS.value)
+        print(f"float32 tf.matmul {size}^2 ceiling: {ceiling:.1f} GFLOP/s", flush=True)
     rows = []
     for name in _MODELS.value:
         start = time.perf_counter()
@@ -273,6 +302,8 @@ def main(argv):
                 "keras_gflops_s": batch * flops / 1e9 / keras_s,
                 "first_call_s": first_call_s,
             }
+            if ceiling:
+                row["ceiling_fraction"] = row["keras_gflops_s"] / ceiling
             if torch_model is not None:
                 with torch.no_grad():
                     torch_inputs = [
@@ -292,13 +323,16 @@ def main(argv):
             )
     # Columns 1-7 keep their positions (benchmarks/gpu_check.sh reads column 7).
     header = ("| model | batch | GFLOPs/clip | Keras clips/s | Keras GFLOP/s | PyTorchVideo clips/s "
-              "| Keras/PyTorchVideo | backend |")
-    print("\n" + header + "\n|---|---|---|---|---|---|---|---|")
+              "| Keras/PyTorchVideo | backend | % of matmul ceiling |")
+    if ceiling:
+        print(f"\nmatmul ceiling (float32 tf.matmul): {ceiling:.1f} GFLOP/s")
+    print("\n" + header + "\n|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['model']} | {r['batch']} | {r['gflops_clip']:.2f} | {r['keras_clips_s']:.2f} | "
             f"{r['keras_gflops_s']:.1f} | {r.get('torch_clips_s', float('nan')):.2f} | "
-            f"{r.get('keras_over_torch', float('nan')):.2f} | {r['backend']} |"
+            f"{r.get('keras_over_torch', float('nan')):.2f} | {r['backend']} | "
+            f"{100 * r.get('ceiling_fraction', float('nan')):.0f}% |"
         )
     if _ROWS_OUT.value:
         from slowfast_tf.utils.fileio import atomic_write_text

@@ -57,14 +57,15 @@ def test_export_main_adds_version_2(tiny_model, serving_export, session_runner, 
     with open(os.path.join(base, "models.config")) as f:
         text = f.read()
     assert text.count("name:") == 1 and f'base_path: "/models/{MODEL_NAME}"' in text
-    # Version 2 serves the same function as version 1.
+    # Version 2 serves the same function as version 1 (up to float32 rounding: export.py folds the
+    # BatchNorms into the convs by default, the session's version 1 is unfolded).
     frames = np.random.default_rng(5).integers(0, 256, (1, 8, 72, 80, 3), dtype=np.uint8)
     runner = local_server.SessionRunner(export_dir)
     try:
         np.testing.assert_allclose(
             runner.run("serving_default", {"frames": frames})["probabilities"],
             session_runner.run("serving_default", {"frames": frames})["probabilities"],
-            rtol=1e-6, atol=1e-7,
+            rtol=0, atol=1e-5,
         )
     finally:
         runner.close()

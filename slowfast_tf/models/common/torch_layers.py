@@ -12,6 +12,8 @@ All tensors are channels-last: ``[batch, time, height, width, channels]``.
 
 import keras
 
+from slowfast_tf.models.common.time_folded_conv import TimeFoldedConv3D
+
 # PyTorch BatchNorm3d defaults: eps 1e-5 and momentum 0.1 (torch updates
 # running = (1 - m) * running + m * batch), i.e. Keras momentum 0.9. Keras's
 # default eps (1e-3) would silently change converted models.
@@ -19,6 +21,12 @@ BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
 
 NORM_TYPES = ("batch_norm", "sync_batch_norm")
+
+# Set by ``bn_folding.folding_scope()`` while a model is rebuilt for BN folding: then every conv
+# gets a bias and records its output here (``id(tensor) -> conv layer``), and a BatchNorm whose
+# input is such an output is left out of the graph (recorded in ``"pairs"``: conv name -> BN
+# name) because its affine map is folded into that conv's kernel and bias.
+_BN_FOLDING = None
 
 
 def _triple(value, name):
@@ -47,6 +55,7 @@ def conv3d(
     use_bias=False,
     kernel_initializer=None,
     name=None,
+    time_fold=None,
 ):
     """A torch-equivalent ``Conv3d`` on a channels-last tensor.
 
@@ -61,6 +70,11 @@ def conv3d(
         use_bias: bool. SlowFast convs have no bias except the non-local ones.
         kernel_initializer: Keras initializer; defaults to ``conv_kernel_initializer()``.
         name: str, layer name (the conversion name maps rely on it).
+        time_fold: bool, compute it as a 2-D convolution over frames folded into the batch
+            (``TimeFoldedConv3D``: same weights and outputs; much faster gradients on TF CPU
+            for the few-channel, large-kernel stems and for ``[1, k, k]`` convs). None (default):
+            only for ``[1, k, k]`` kernels with ``k > 1`` (folding ``[kt, 1, 1]`` kernels was
+            slower, see ``benchmarks/bench_train.py --plain_conv3d``).
     """
     kernel_size = _triple(kernel_size, "kernel_size")
     strides = _triple(strides, "strides")
@@ -70,6 +84,8 @@ def conv3d(
     padding = _triple(padding, "padding")
     if kernel_initializer is None:
         kernel_initializer = conv_kernel_initializer()
+    if time_fold is None:
+        time_fold = kernel_size[0] == 1 and max(kernel_size[1:]) > 1
 
     same_is_symmetric = all(s == 1 for s in strides) and all(
         p == d * (k - 1) // 2 and (k - 1) % 2 == 0
@@ -83,22 +99,30 @@ def conv3d(
                 padding=padding, name=None if name is None else f"{name}_pad"
             )(x)
         keras_padding = "valid"
-    return keras.layers.Conv3D(
+    conv_class = TimeFoldedConv3D if time_fold else keras.layers.Conv3D
+    conv = conv_class(
         filters,
         kernel_size,
         strides=strides,
         padding=keras_padding,
         dilation_rate=dilation_rate,
-        use_bias=use_bias,
+        use_bias=use_bias or _BN_FOLDING is not None,
         kernel_initializer=kernel_initializer,
         name=name,
-    )(x)
+    )
+    y = conv(x)
+    if _BN_FOLDING is not None:
+        _BN_FOLDING["convs"][id(y)] = conv
+    return y
 
 
 def batch_norm(x, norm="batch_norm", zero_init=False, name=None):
     """BatchNorm with torch defaults. ``zero_init`` zeroes gamma (``ZERO_INIT_FINAL_BN``)."""
     if norm not in NORM_TYPES:
         raise ValueError(f"`norm` must be one of {NORM_TYPES}. Received: norm={norm!r}")
+    if _BN_FOLDING is not None and id(x) in _BN_FOLDING["convs"]:
+        _BN_FOLDING["pairs"][_BN_FOLDING["convs"][id(x)].name] = name
+        return x
     return keras.layers.BatchNormalization(
         axis=-1,
         momentum=BN_MOMENTUM,

@@ -192,8 +192,13 @@ class NonLocalAttention(keras.layers.Layer):
 
 def basic_stem(x, filters, temporal_kernel, norm, name):
     """``ResNetBasicStem``: conv ``[kt,7,7]`` stride ``[1,2,2]`` -> BN -> ReLU -> max-pool
-    ``[1,3,3]`` stride ``[1,2,2]`` pad ``[0,1,1]``. Spatial /4, no temporal stride."""
-    x = conv3d(x, filters, (temporal_kernel, 7, 7), strides=(1, 2, 2), name=f"{name}_conv")
+    ``[1,3,3]`` stride ``[1,2,2]`` pad ``[0,1,1]``. Spatial /4, no temporal stride.
+
+    The conv is time-folded (``TimeFoldedConv3D``): a 3-channel input with a 7x7 kernel is where
+    TF's Conv3D gradient kernels are slowest; the math and weights are unchanged."""
+    x = conv3d(
+        x, filters, (temporal_kernel, 7, 7), strides=(1, 2, 2), name=f"{name}_conv", time_fold=True
+    )
     x = batch_norm(x, norm=norm, name=f"{name}_bn")
     x = keras.layers.ReLU(name=f"{name}_relu")(x)
     return max_pool3d(x, (1, 3, 3), strides=(1, 2, 2), padding=(0, 1, 1), name=f"{name}_pool")

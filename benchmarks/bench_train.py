@@ -1,0 +1,207 @@
+"""Time of one SGD training step (forward, backward, update), Keras/TF vs the PyTorch reference.
+
+    python benchmarks/bench_train.py                  # 4x16 + 8x8 R50, 112^2 and 224^2, batch 2 and 4
+    python benchmarks/bench_train.py --quick          # tiny models at 32^2, seconds (smoke test)
+    python benchmarks/bench_train.py --models=slowfast_r50_4x16 --image_sizes=112 --batch_sizes=2
+    python benchmarks/bench_train.py --quick --plain_conv3d  # also time plain Conv3D layers (A/B)
+
+For each (model, crop, batch) it builds the Keras classifier (``train_crop_size`` = the crop, 400
+classes) and PyTorchVideo's ``create_slowfast`` with the same architecture (the one the parity
+tests compare against), both with random weights, and times one step of SGD with momentum 0.9 on
+a random batch and cross-entropy loss:
+
+- Keras: ``model.compile(SGD, jit_compile=--jit_compile)`` then ``model.train_on_batch``, the
+  step that ``model.fit`` (train.py) runs.
+- PyTorch: ``zero_grad(); loss.backward(); step()`` in train mode.
+
+Both run in this process, one step of each in turn (``--reps`` rounds, after ``--warmup`` untimed
+rounds; the first Keras call, tracing/compilation, is reported separately), so machine load hits
+both alike; the table reports medians and the ratio PyTorch time / Keras time (> 1: Keras faster).
+
+``--plain_conv3d`` adds a third model: the Keras one with plain ``Conv3D`` layers instead of
+``TimeFoldedConv3D`` (the stems and the ``[1, k, k]`` convs; same weights and math), interleaved
+with the other two; the ``fold gain`` column is its time over the default model's.
+"""
+
+import contextlib
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+_MODELS = flags.DEFINE_list("models", ["slowfast_r50_4x16", "slowfast_r50_8x8"], "Presets.")
+_IMAGE_SIZES = flags.DEFINE_list("image_sizes", ["112", "224"], "Square crop sizes.")
+_BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["2", "4"], "Batch sizes.")
+_REPS = flags.DEFINE_integer("reps", 5, "Timed rounds (one step of each model per round).")
+_WARMUP = flags.DEFINE_integer("warmup", 1, "Untimed rounds after the first call.")
+_THREADS = flags.DEFINE_integer("threads", 0, "CPU threads for both frameworks (0 = default).")
+_JIT = flags.DEFINE_bool("jit_compile", False, "Compile the Keras train step with XLA.")
+_TORCH = flags.DEFINE_bool("torch", True, "Also time the PyTorchVideo reference.")
+_PLAIN_CONV3D = flags.DEFINE_bool(
+    "plain_conv3d", False, "Also time the Keras model with plain Conv3D layers instead of the time-folded ones (A/B)."
+)
+_QUICK = flags.DEFINE_bool(
+    "quick", False, "Tiny models (R50 depth, width 8, 8 frames) at 32^2, batch 2, 2 rounds."
+)
+
+NUM_CLASSES = 400
+# Tiny architecture both frameworks can build (PyTorchVideo has no R18) for --quick.
+QUICK_OVERRIDES = dict(depth=50, width=8, beta_inv=4, num_frames=8)
+
+
+@contextlib.contextmanager
+def _plain_conv3d():
+    """Builds models with ``keras.layers.Conv3D`` where ``TimeFoldedConv3D`` would be used."""
+    import keras
+
+    from slowfast_tf.models.common import torch_layers
+
+    folded = torch_layers.TimeFoldedConv3D
+    torch_layers.TimeFoldedConv3D = keras.layers.Conv3D
+    try:
+        yield
+    finally:
+        torch_layers.TimeFoldedConv3D = folded
+
+
+def _keras_step(name, image_size, overrides, plain_conv3d=False):
+    import keras
+
+    from slowfast_tf.models import build_model
+
+    keras.utils.set_random_seed(0)
+    with _plain_conv3d() if plain_conv3d else contextlib.nullcontext():
+        model = build_model(
+            name, num_classes=NUM_CLASSES, train_crop_size=image_size, **overrides
+        )
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=_JIT.value,
+    )
+    return model
+
+
+def _torch_step(model, clips, labels):
+    """Returns ``step()`` running one SGD step of the PyTorchVideo ``model`` on the batch."""
+    import torch
+
+    from slowfast_tf.convert import torch_reference
+
+    arch = _reference_arch(model)
+    torch_model = torch_reference.build_ptv_model(arch).train()
+    optimizer = torch.optim.SGD(torch_model.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    inputs = [torch.from_numpy(clips[k].transpose(0, 4, 1, 2, 3).copy()) for k in arch.pathways]
+    target = torch.from_numpy(labels)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        # PyTorchVideo's multipathway stem replaces the list items in place: pass a fresh list.
+        out = torch_model(list(inputs) if len(inputs) > 1 else inputs[0])
+        loss = loss_fn(out, target)
+        loss.backward()
+        optimizer.step()
+        return loss.detach().item()
+
+    return step
+
+
+def _reference_arch(model):
+    from slowfast_tf.convert import verify
+
+    arch = verify.reference_arch_for(model)
+    if arch is None:
+        raise SystemExit(f"error: PyTorchVideo has no equivalent of {model.name}; use --notorch")
+    return arch
+
+
+def _fmt(row):
+    cells = [row["model"], str(row["image_size"]), str(row["batch"]), f"{row['keras_s']:.3f}"]
+    cells.append(f"{row['torch_s']:.3f}" if "torch_s" in row else "-")
+    cells.append(f"{row['torch_s'] / row['keras_s']:.2f}" if "torch_s" in row else "-")
+    if "plain_conv3d_s" in row:
+        cells += [f"{row['plain_conv3d_s']:.3f}", f"{row['plain_conv3d_s'] / row['keras_s']:.2f}"]
+    return "| " + " | ".join(cells) + " |"
+
+
+def main(argv):
+    del argv
+    import tensorflow as tf
+
+    from slowfast_tf.training import devices
+
+    if _THREADS.value:
+        tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
+    if _TORCH.value:
+        import torch
+
+        if _THREADS.value:
+            torch.set_num_threads(_THREADS.value)
+    devices.log_run_context("bench_train.py", to_stdout=True)
+    quick = _QUICK.value
+    sizes = [32] if quick else [int(s) for s in _IMAGE_SIZES.value]
+    batches = [2] if quick else [int(b) for b in _BATCH_SIZES.value]
+    reps, warmup = (2, 1) if quick else (_REPS.value, _WARMUP.value)
+    overrides = dict(QUICK_OVERRIDES) if quick else {}
+    rows = []
+    for name in _MODELS.value:
+        for size in sizes:
+            for batch in batches:
+                steps = {"keras": _keras_step(name, size, overrides)}
+                if _PLAIN_CONV3D.value:
+                    steps["plain_conv3d"] = _keras_step(name, size, overrides, plain_conv3d=True)
+                backbone = steps["keras"].backbone
+                rng = np.random.default_rng(0)
+                clips = {
+                    key: rng.normal(size=(batch, t, size, size, 3)).astype("float32")
+                    for key, t in backbone.input_frames.items()
+                }
+                labels = rng.integers(0, NUM_CLASSES, size=(batch,))
+                fns = {
+                    key: (lambda m=m, x=clips, y=labels: m.train_on_batch(x, y))
+                    for key, m in steps.items()
+                }
+                if _TORCH.value:
+                    fns["torch"] = _torch_step(steps["keras"], clips, labels)
+                first = {}
+                for key, fn in fns.items():
+                    start = time.perf_counter()
+                    fn()
+                    first[key] = time.perf_counter() - start
+                for _ in range(warmup):
+                    for fn in fns.values():
+                        fn()
+                times = {key: [] for key in fns}
+                for _ in range(reps):
+                    for key, fn in fns.items():
+                        start = time.perf_counter()
+                        fn()
+                        times[key].append(time.perf_counter() - start)
+                row = {"model": name, "image_size": size, "batch": batch}
+                row.update({f"{key}_s": float(np.median(t)) for key, t in times.items()})
+                rows.append(row)
+                print(
+                    f"{name} {size}^2 batch {batch}: first call "
+                    + ", ".join(f"{k} {v:.1f} s" for k, v in first.items())
+                    + "; per-round s: "
+                    + "; ".join(f"{k} " + " ".join(f"{t:.3f}" for t in v) for k, v in times.items()),
+                    flush=True,
+                )
+    header = "| model | crop | batch | Keras s/step | PyTorchVideo s/step | Keras speed / PyTorch |"
+    rule = "|---|---|---|---|---|---|"
+    if _PLAIN_CONV3D.value:
+        header += " Keras plain-Conv3D s/step | fold gain |"
+        rule += "---|---|"
+    print(f"\nmedians of {reps} interleaved rounds (jit_compile={_JIT.value})")
+    print(header + "\n" + rule)
+    for row in rows:
+        print(_fmt(row))
+
+
+if __name__ == "__main__":
+    app.run(main)

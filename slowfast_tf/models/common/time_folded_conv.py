@@ -1,0 +1,68 @@
+"""A ``Conv3D`` computed as one ``Conv2D`` over frames folded into the batch (stems, 1xkxk convs).
+
+Why: TensorFlow's CPU kernels for a Conv3D with few input channels and a large ``[kt, 7, 7]``
+kernel are very slow, above all the filter gradient (``Conv3DBackpropFilter``): in the tiny
+synthetic SlowFast it was ~1.1 of ~1.3 CPU-s per training step. The same convolution written as
+
+    y[b, t] = Conv2D(concat_k x[b, t + k], W reshaped to [kh, kw, kt * C, F])
+
+(the ``kt`` time-shifted frames stacked along channels, time folded into the batch) has exactly
+the same math and uses the well-tuned 2-D kernels (``benchmarks/bench_train.py --plain_conv3d``
+times both). ``conv3d`` uses it for the stems and, by default, for every ``[1, k, k]`` kernel
+(pure reshapes around a Conv2D; 1.4-20x faster gradients in layer A/B runs); folding
+``[kt, 1, 1]`` kernels was slower, so those stay ``Conv3D``.
+
+The layer keeps ``Conv3D``'s variables (``kernel`` ``[kt, kh, kw, C, F]``, optional ``bias``),
+its name and its config, so converters, weight files and FLOP counts are unchanged. It uses
+``keras.ops`` only and runs on every backend. Cases it does not cover (temporal stride or
+dilation, groups, channels-first) fall back to the plain ``Conv3D``.
+"""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="slowfast_tf")
+class TimeFoldedConv3D(keras.layers.Conv3D):
+    """``keras.layers.Conv3D`` with the same weights and outputs, computed as a 2-D convolution
+    over ``[B * T_out, H, W, kt * C]`` (see the module docstring). Takes ``Conv3D``'s arguments."""
+
+    def _foldable(self):
+        return (
+            self.data_format == "channels_last"
+            and self.strides[0] == 1
+            and self.dilation_rate[0] == 1
+            and self.groups == 1
+        )
+
+    def convolution_op(self, inputs, kernel):
+        if not self._foldable():
+            return super().convolution_op(inputs, kernel)
+        kt, kh, kw = self.kernel_size
+        channels = kernel.shape[3]
+        if self.padding == "same" and kt > 1:
+            # Stride 1 in time: "same" pads (kt - 1) // 2 frames before and the rest after.
+            before = (kt - 1) // 2
+            inputs = ops.pad(inputs, [[0, 0], [before, kt - 1 - before], [0, 0], [0, 0], [0, 0]])
+        dynamic = ops.shape(inputs)
+        t_in = inputs.shape[1] if inputs.shape[1] is not None else dynamic[1]
+        h, w = dynamic[2], dynamic[3]
+        t_out = t_in - kt + 1
+        frames = [inputs[:, k : k + t_out] for k in range(kt)]
+        stacked = frames[0] if kt == 1 else ops.concatenate(frames, axis=-1)
+        stacked = ops.reshape(stacked, (-1, h, w, kt * channels))
+        # [kt, kh, kw, C, F] -> [kh, kw, kt, C, F] -> [kh, kw, kt * C, F]: channel k * C + c of
+        # the stacked frames meets kernel tap (k, c), as in the concatenation above.
+        kernel_2d = ops.reshape(
+            ops.transpose(kernel, (1, 2, 0, 3, 4)), (kh, kw, kt * channels, self.filters)
+        )
+        outputs = ops.conv(
+            stacked,
+            kernel_2d,
+            strides=list(self.strides[1:]),
+            padding=self.padding,
+            dilation_rate=list(self.dilation_rate[1:]),
+            data_format="channels_last",
+        )
+        out_shape = ops.shape(outputs)
+        return ops.reshape(outputs, (-1, t_out, out_shape[1], out_shape[2], self.filters))

@@ -1,0 +1,68 @@
+"""``TimeFoldedConv3D`` equals the plain ``Conv3D`` in outputs and in every gradient."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from slowfast_tf.models import build_model
+from slowfast_tf.models.common.time_folded_conv import TimeFoldedConv3D
+
+# (input [B, T, H, W, C], Conv3D kwargs). The first is the fast stem (after its explicit pad).
+CASES = [
+    ((2, 12, 22, 22, 3), dict(filters=4, kernel_size=(5, 7, 7), strides=(1, 2, 2))),
+    ((2, 4, 22, 22, 3), dict(filters=6, kernel_size=(1, 7, 7), strides=(1, 2, 2))),
+    ((1, 6, 9, 9, 5), dict(filters=3, kernel_size=(3, 3, 3), padding="same", use_bias=True)),
+    ((1, 6, 9, 9, 2), dict(filters=3, kernel_size=(4, 3, 3), padding="same")),
+    ((1, 6, 9, 9, 2), dict(filters=3, kernel_size=(3, 1, 1), dilation_rate=(1, 2, 2))),
+    # Not foldable (temporal stride): falls back to Conv3D.
+    ((1, 8, 9, 9, 2), dict(filters=3, kernel_size=(3, 3, 3), strides=(2, 1, 1))),
+]
+
+
+@pytest.mark.parametrize("shape,kwargs", CASES)
+def test_outputs_and_gradients_equal_conv3d(shape, kwargs):
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=shape).astype("float32"))
+    plain = keras.layers.Conv3D(**kwargs)
+    folded = TimeFoldedConv3D(**kwargs)
+    plain.build(shape)
+    folded.build(shape)
+    weights = [rng.normal(size=v.shape).astype("float32") for v in plain.weights]
+    plain.set_weights(weights)
+    folded.set_weights(weights)
+    upstream = None
+    results = []
+    for layer in (plain, folded):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            if upstream is None:
+                upstream = tf.constant(rng.normal(size=y.shape).astype("float32"))
+            loss = tf.reduce_sum(y * upstream)
+        grads = tape.gradient(loss, [x, *layer.trainable_variables])
+        results.append([y, *grads])
+    assert [v.path.split("/")[-1] for v in folded.weights] == [
+        v.path.split("/")[-1] for v in plain.weights
+    ]
+    for a, b in zip(*results):
+        assert a.shape == b.shape
+        scale = max(1.0, float(tf.reduce_max(tf.abs(a))))
+        np.testing.assert_allclose(b.numpy() / scale, a.numpy() / scale, atol=1e-5, rtol=0)
+
+
+def test_stems_and_1xkxk_convs_use_it_and_keep_names_and_shapes():
+    model = build_model("slowfast_r50_8x8", depth=18, width=8, beta_inv=4, num_frames=8,
+                        image_size=32)
+    stems = {
+        layer.name: layer for layer in model.backbone.layers
+        if isinstance(layer, TimeFoldedConv3D)
+    }
+    assert {"s1_pathway0_stem_conv", "s1_pathway1_stem_conv", "s2_pathway0_res0_branch2_b"} <= set(
+        stems
+    )
+    assert not any(name.endswith("branch2_a") for name in stems)  # [kt, 1, 1]: plain Conv3D
+    assert tuple(stems["s1_pathway1_stem_conv"].kernel.shape) == (5, 7, 7, 3, 2)
+    assert tuple(stems["s1_pathway0_stem_conv"].kernel.shape) == (1, 7, 7, 3, 8)
+    config = stems["s1_pathway1_stem_conv"].get_config()
+    assert TimeFoldedConv3D.from_config(config).get_config() == config

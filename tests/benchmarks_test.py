@@ -1,0 +1,53 @@
+"""The benchmark scripts run at tiny size and print their tables (numbers are not asserted:
+they depend on the machine; the columns and their consistency are)."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(*argv):
+    env = {**os.environ, "PYTHONPATH": REPO, "KERAS_BACKEND": "tensorflow"}
+    proc = subprocess.run(
+        [sys.executable, *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def _table_rows(text):
+    return [
+        [c.strip() for c in line.strip().strip("|").split("|")]
+        for line in text.splitlines()
+        if line.startswith("| slowfast")
+    ]
+
+
+@pytest.mark.slow
+def test_bench_train_quick_prints_keras_torch_and_ratio():
+    out = _run("benchmarks/bench_train.py", "--quick", "--models=slowfast_r50_4x16",
+               "--plain_conv3d")
+    assert "medians of 2 interleaved rounds" in out
+    (row,) = _table_rows(out)
+    model, crop, batch, keras_s, torch_s, ratio, plain_s, gain = row
+    assert (model, crop, batch) == ("slowfast_r50_4x16", "32", "2")
+    keras_s, torch_s, plain_s = float(keras_s), float(torch_s), float(plain_s)
+    assert keras_s > 0 and torch_s > 0 and plain_s > 0
+    assert float(ratio) == pytest.approx(torch_s / keras_s, rel=0.02, abs=0.01)
+    assert float(gain) == pytest.approx(plain_s / keras_s, rel=0.02, abs=0.01)
+
+
+@pytest.mark.slow
+def test_bench_inference_prints_matmul_ceiling_and_fraction():
+    out = _run("benchmarks/bench_inference.py", "--quick", "--models=slowfast_r50_4x16",
+               "--batch_sizes=1", "--notorch", "--ceiling_reps=2")
+    ceiling = float(re.search(r"matmul ceiling \(float32 tf.matmul\): ([\d.]+) GFLOP/s", out)[1])
+    (row,) = _table_rows(out)
+    gflops_s, fraction = float(row[4]), row[8]
+    assert ceiling > 0 and fraction.endswith("%")
+    assert float(fraction[:-1]) == pytest.approx(100 * gflops_s / ceiling, abs=1.0)
