@@ -105,7 +105,10 @@ flags.DEFINE_enum("precision", "auto", list(strategy_lib.PRECISIONS),
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the train step.")
 flags.DEFINE_integer("seed", 0, "Random seed (RNG_SEED).")
 flags.DEFINE_bool("tensorboard", True, "Write TensorBoard logs to model_dir/logs.")
-flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"], "Keras fit verbosity.")
+flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"],
+                  "Keras fit verbosity: 1 = a bar redrawn in place, 2 = one line per epoch.")
+flags.DEFINE_float("progress_interval", 0.0, "Also print a plain line (step, loss, s/step) every "
+                   "this many seconds within an epoch; 0 = off. Use with --verbose=2.")
 _TRAIN_FLAGS = sorted(set(FLAGS) - _FLAGS_BEFORE)
 
 
@@ -281,7 +284,8 @@ def run_train(strategy, data_config):
     verbose = FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)
     trainer.fit(model, train_ds, recipe, FLAGS.model_dir, steps_per_epoch, val_dataset=val_ds,
                 val_steps=FLAGS.val_steps, precise_bn_dataset=precise_bn_ds,
-                tensorboard=FLAGS.tensorboard, verbose=verbose)
+                tensorboard=FLAGS.tensorboard, verbose=verbose,
+                progress_interval=FLAGS.progress_interval)
     return model
 
 

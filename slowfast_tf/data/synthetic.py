@@ -15,8 +15,8 @@ Six classes; one object (random colour, disc or square, random position) on a ra
 background. Appearance says nothing about the class; only the temporal pattern does:
 
 ==============  =================================================================================
-flicker_low     brightness oscillates at 4.5-7 Hz
-flicker_high    brightness oscillates at 10.5-13 Hz
+flicker_low     brightness oscillates at 4.6-7.5 Hz
+flicker_high    brightness oscillates at 12-14.9 Hz
 dart_up         the object moves up at 4.5-10.5 px/frame (at size 64), wrapping around the frame
 dart_down       the same, moving down
 grow            the radius grows steadily over the video
@@ -24,19 +24,16 @@ shrink          the radius shrinks steadily
 ==============  =================================================================================
 
 Why Slow-only fails on the first four (numbers for the ``synthetic_slowfast`` data preset: 16
-frames at rate 2 from 30 fps video, alpha 4): the fast pathway samples every ~2.07 frames
-(0.069 s), the slow pathway / a Slow-only model every ~10.3 frames (0.344 s). The frequency and
-speed bands are each about ``1 / 0.344 s`` wide, so between two slow frames the flicker phase and
-the dart position (mod the frame size) advance by an amount spread over (almost) a full cycle:
-both classes of a pair look the same at the slow stride. At the fast stride they separate: the
-low flicker advances 0.31-0.48 cycles per step (near-alternation), the high one aliases to
-0.10-0.28 cycles per step (slow drift), and a dart moves 9-22 px per step (< half the frame, so the
-direction is unambiguous). ``grow``/``shrink`` are solvable at either stride, so both models beat
-chance, and SlowFast should approach 100% while Slow-only stays near 4/6.
-
-Measured with a small 3D-CNN probe (two conv layers, 12 short epochs, default data set): the 16
-fast-stride frames reach 82% val accuracy (still rising); the 4 slow-stride frames plateau at
-50-58%, below the 67% ceiling that grow/shrink plus chance on the other pairs allow.
+frames at rate 2 from 30 fps video, alpha 4): the fast pathway samples every 2-3 frames (mostly
+2: 15 Hz), the slow pathway / a Slow-only model every 10-11 frames (~2.9 Hz). Each flicker band
+is 2.9 Hz wide, and the dart speeds span ~62 px of displacement per slow step, so between two slow
+frames the flicker phase and the dart position (mod the frame size) advance by an amount spread
+over a full cycle: both classes of a pair look the same at the slow stride. At the fast stride
+they separate: the low flicker advances 0.31-0.5 cycles per step (near-alternation), the high one
+aliases to 0.0-0.2 cycles per step (slow drift), and a dart moves 9-22 px per step (< half the
+frame, so the direction is unambiguous). ``grow``/``shrink`` are solvable at either stride, so
+both models beat chance, and SlowFast should approach 100% while Slow-only stays near 4/6.
+``synthetic_test.py`` checks both aliasing claims on rendered frames.
 """
 
 from __future__ import annotations
@@ -57,7 +54,7 @@ from slowfast_tf.video_io import pick_codec, rgb_to_yuv420p, write_mp4  # noqa: 
 
 CLASSES = ("flicker_low", "flicker_high", "dart_up", "dart_down", "grow", "shrink")
 SPLITS = ("train", "val", "test")
-_FLICKER_HZ = {"flicker_low": (4.5, 7.0), "flicker_high": (10.5, 13.0)}
+_FLICKER_HZ = {"flicker_low": (4.6, 7.5), "flicker_high": (12.0, 14.9)}
 _DART_PX_PER_FRAME_AT_64 = (4.5, 10.5)
 
 
@@ -101,7 +98,7 @@ def render_video(
         amplitude = 0.5 + 0.5 * np.cos(2 * np.pi * freq * t + rng.uniform(0, 2 * np.pi))
     elif name in ("dart_up", "dart_down"):
         speed = rng.uniform(*_DART_PX_PER_FRAME_AT_64) * size / 64.0
-        radius = rng.uniform(0.08, 0.12) * size
+        radius = rng.uniform(0.11, 0.15) * size
         radii[:] = radius
         sign = -1.0 if name == "dart_up" else 1.0
         centres_y = (cy + sign * speed * np.arange(num_frames)) % size

@@ -36,6 +36,36 @@ def test_dart_direction_is_aliased_at_the_slow_stride():
     assert 0.25 < np.mean(slow_up) < 0.75
 
 
+def _fast_and_slow_indices(start):
+    # The synthetic_slowfast preset's sampling at 30 fps: 16 fast frames over a 32-frame window,
+    # truncated linspace (transforms.temporal_sample_indices), and the slow pathway's 4 of them.
+    fast = start + np.floor(np.linspace(0, 31, 16)).astype(int)
+    return fast, fast[np.floor(np.linspace(0, 15, 4)).astype(int)]
+
+
+def _best_threshold_accuracy(a, b):
+    values = np.concatenate([a, b])
+    return max(max(np.mean(a > t) + np.mean(b <= t), np.mean(a <= t) + np.mean(b > t)) / 2
+               for t in values)
+
+
+def test_flicker_rate_is_aliased_at_the_slow_stride():
+    # Lag-1 autocorrelation of the frame brightness: at the fast stride flicker_low nearly
+    # alternates (< 0) and flicker_high drifts slowly (> 0), so one threshold separates all clips;
+    # at the slow stride no threshold does much better than a coin flip.
+    fast_corr, slow_corr = {0: [], 1: []}, {0: [], 1: []}
+    for label in (0, 1):
+        for i in range(30):
+            frames = synthetic.render_video(label, np.random.default_rng([7, label, i]), 32, 60)
+            brightness = frames.astype(float).mean(axis=(1, 2, 3))
+            for start in (0, 14, 28):
+                for indices, out in zip(_fast_and_slow_indices(start), (fast_corr, slow_corr)):
+                    x = brightness[indices] - brightness[indices].mean()
+                    out[label].append(np.sum(x[1:] * x[:-1]) / np.sum(x * x))
+    assert max(fast_corr[0]) < 0 < min(fast_corr[1])
+    assert _best_threshold_accuracy(np.array(slow_corr[0]), np.array(slow_corr[1])) < 0.65
+
+
 def test_generate_writes_videos_and_lists(tmp_path):
     out = tmp_path / "synth"
     info = synthetic.main([

@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import tempfile
+import time
 import warnings
 
 import keras
@@ -342,6 +343,74 @@ class PreciseBNCallback(keras.callbacks.Callback):
             precise_bn.update_bn_stats(self.model, self.dataset, self.num_batches)
 
 
+class StepProgressLogger(keras.callbacks.Callback):
+    """Prints a plain progress line every ``interval`` seconds during an epoch.
+
+    ``fit(verbose=2)`` prints one line per epoch, and ``verbose=1`` redraws a bar with ``\\r``
+    that turns into one long line in a log file. This prints ordinary lines (a terminal, a pipe
+    and a log file show the same): the step, the epoch's running loss and metrics, the seconds per
+    step and the time left in the epoch. The first step of a run is printed at once with its
+    time, which includes building and (with ``jit_compile``) compiling the train step.
+
+    Args:
+        interval: float, seconds between lines (the first and last step of each epoch always print).
+        steps_per_epoch: int, steps in an epoch.
+        epochs: int, epochs of the run.
+        clock: callable returning seconds (tests pass a fake clock).
+        write: callable taking one line (default: print to stdout, flushed).
+    """
+
+    def __init__(self, interval, steps_per_epoch, epochs, clock=None, write=None):
+        super().__init__()
+        self.interval = float(interval)
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.epochs = int(epochs)
+        self._clock = clock or time.perf_counter
+        self._write = write or (lambda line: print(line, flush=True))
+        self._epoch = 0
+        self._first_step_done = False
+
+    def on_train_begin(self, logs=None):
+        self._run_start = self._clock()
+        self._write(f"training: {self.epochs} epochs x {self.steps_per_epoch} steps; the first "
+                    "step also builds (and with --jit_compile compiles) the train step")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._epoch_start = self._clock()
+        self._last_line = self._epoch_start
+        self._timed_steps = 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._step_start = self._clock()
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = self._clock()
+        step = batch + 1
+        if not self._first_step_done:
+            # Seconds per step are timed after the one-off build/compile step.
+            self._first_step_done = True
+            self._timed_from, self._timed_steps = now, 0
+            self._print(step, logs, f"first step {now - self._run_start:.1f} s")
+            self._last_line = now
+            return
+        if batch == 0:
+            self._timed_from, self._timed_steps = self._step_start, 0
+        self._timed_steps += 1
+        if now - self._last_line < self.interval and step < self.steps_per_epoch:
+            return
+        per_step = (now - self._timed_from) / self._timed_steps
+        left = per_step * (self.steps_per_epoch - step)
+        self._print(step, logs, f"{per_step:.2f} s/step, epoch left {left:.0f} s")
+        self._last_line = now
+
+    def _print(self, step, logs, timing):
+        values = [f"{key} {float(np.ravel(value)[0]):.4f}" for key, value in (logs or {}).items()
+                  if np.size(value) == 1]
+        self._write(f"epoch {self._epoch + 1}/{self.epochs} step {step}/{self.steps_per_epoch}: "
+                    + ", ".join(values + [timing]))
+
+
 def _tensorboard_available():
     # tf.summary writes need the `tensorboard` package, which TF 2.21 no longer pulls in.
     return importlib.util.find_spec("tensorboard") is not None
@@ -447,8 +516,12 @@ def fit(
     precise_bn_dataset: tf.data.Dataset | None = None,
     tensorboard: bool = True,
     verbose: int | str = "auto",
+    progress_interval: float = 0.0,
 ):
     """Trains a compiled model, resuming from ``model_dir/backup`` if present.
+
+    ``progress_interval > 0`` adds a `StepProgressLogger` (plain lines within each epoch; use it
+    with ``verbose=2``, whose per-epoch line then follows them).
 
     Saves ``model_dir/final.weights.h5`` and ``model_dir/model.keras`` at the end (chief only,
     atomically, never non-finite weights: see `save_final`). A NaN/infinite loss stops training
@@ -462,6 +535,8 @@ def fit(
     callbacks = build_callbacks(
         model_dir, steps_per_epoch, recipe, precise_bn_dataset or train_dataset, tensorboard
     )
+    if progress_interval > 0 and strategy.is_chief():
+        callbacks.append(StepProgressLogger(progress_interval, steps_per_epoch, recipe.epochs))
     _build_before_distributed_fit(model, recipe)
     history = model.fit(
         train_dataset,

@@ -33,7 +33,7 @@ def stand_in_dataset(num_examples=24, batch_size=4, num_classes=3, multi_label=F
 
 
 @pytest.mark.parametrize("multi_label", [False, True])
-def test_fit_writes_checkpoints_logs_and_learns(tmp_path, multi_label):
+def test_fit_writes_checkpoints_logs_and_learns(tmp_path, multi_label, capsys):
     keras.utils.set_random_seed(0)
     model = stand_in_model()
     recipe = trainer.RecipeConfig(
@@ -42,7 +42,13 @@ def test_fit_writes_checkpoints_logs_and_learns(tmp_path, multi_label):
     )
     opt = trainer.compile_model(model, recipe, steps_per_epoch=6)
     history = trainer.fit(model, stand_in_dataset(multi_label=multi_label), recipe, str(tmp_path),
-                          steps_per_epoch=6, tensorboard=False, verbose=0)
+                          steps_per_epoch=6, tensorboard=False, verbose=0,
+                          progress_interval=1e-9)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("training: 3 epochs x 6 steps")
+    assert printed[1].startswith("epoch 1/3 step 1/6: loss ") and "first step" in printed[1]
+    assert printed[-1].startswith("epoch 3/3 step 6/6: loss ") and "s/step" in printed[-1]
+    assert len(printed) == 1 + 18
     losses = history.history["loss"]
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
     assert int(opt.iterations.numpy()) == 18
@@ -55,6 +61,30 @@ def test_fit_writes_checkpoints_logs_and_learns(tmp_path, multi_label):
     # Linear scaling: 0.8 * 4 / 64 = 0.05 peak, warmup from 0.005.
     assert states[0]["learning_rate"] == pytest.approx(0.005)
     assert "learning_rate" in history.history
+
+
+def test_step_progress_logger_prints_lines_at_the_interval():
+    now = [100.0]
+    lines = []
+    logger = trainer.StepProgressLogger(10, steps_per_epoch=5, epochs=2, clock=lambda: now[0],
+                                        write=lines.append)
+    logger.on_train_begin()
+    for epoch in range(2):
+        logger.on_epoch_begin(epoch)
+        for batch in range(5):
+            logger.on_train_batch_begin(batch)
+            now[0] += 40.0 if (epoch, batch) == (0, 0) else 4.0  # the first step compiles
+            logger.on_train_batch_end(batch, {"loss": np.float32(1.5), "top1": 0.25,
+                                              "per_class": np.zeros(3)})
+    assert lines == [
+        "training: 2 epochs x 5 steps; the first step also builds (and with --jit_compile "
+        "compiles) the train step",
+        "epoch 1/2 step 1/5: loss 1.5000, top1 0.2500, first step 40.0 s",
+        "epoch 1/2 step 4/5: loss 1.5000, top1 0.2500, 4.00 s/step, epoch left 4 s",
+        "epoch 1/2 step 5/5: loss 1.5000, top1 0.2500, 4.00 s/step, epoch left 0 s",
+        "epoch 2/2 step 3/5: loss 1.5000, top1 0.2500, 4.00 s/step, epoch left 8 s",
+        "epoch 2/2 step 5/5: loss 1.5000, top1 0.2500, 4.00 s/step, epoch left 0 s",
+    ]
 
 
 def test_load_init_weights_skips_a_mismatched_head(tmp_path):
