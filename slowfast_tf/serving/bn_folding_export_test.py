@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from slowfast_tf.models.common import bn_folding
-from slowfast_tf.serving import export_lib, local_server
-from slowfast_tf.serving.testing_utils import LABELS, MODEL_NAME
+from slowfast_tf.serving import export_lib
+from slowfast_tf.testing import local_server
+from slowfast_tf.testing.serving_models import LABELS, MODEL_NAME
 
 
 @pytest.mark.slow

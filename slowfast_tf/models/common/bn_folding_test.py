@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from slowfast_tf import compat
 from slowfast_tf.models import build_model
 from slowfast_tf.models.common import bn_folding
 
@@ -11,7 +12,7 @@ from slowfast_tf.models.common import bn_folding
 def _randomize_batch_norm(model, seed=0):
     """Random BN statistics and affine weights: identity BNs would make folding a no-op."""
     rng = np.random.default_rng(seed)
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in compat.flatten_layers(model, include_self=False):
         if isinstance(layer, keras.layers.BatchNormalization):
             n = layer.gamma.shape[0]
             layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
@@ -22,7 +23,7 @@ def _randomize_batch_norm(model, seed=0):
 
 def _batch_norms(model):
     return [
-        layer for layer in model._flatten_layers(include_self=False, recursive=True)
+        layer for layer in compat.flatten_layers(model, include_self=False)
         if isinstance(layer, keras.layers.BatchNormalization)
     ]
 
@@ -46,7 +47,7 @@ def test_folded_outputs_equal_unfolded(preset, overrides):
     def conv_shapes(m):
         return {
             layer.name: tuple(layer.kernel.shape)
-            for layer in m._flatten_layers(include_self=False, recursive=True)
+            for layer in compat.flatten_layers(m, include_self=False)
             if isinstance(layer, keras.layers.Conv3D)
         }
 
