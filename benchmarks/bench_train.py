@@ -114,7 +114,7 @@ def _torch_step(model, clips, labels):
 def _reference_arch(model):
     from slowfast_tf.convert import verify
 
-    arch = verify.reference_arch_for(model)
+    arch = verify.reference_arch(model)
     if arch is None:
         raise SystemExit(f"error: PyTorchVideo has no equivalent of {model.name}; use --notorch")
     return arch
