@@ -19,7 +19,7 @@ rounds; the first Keras call, tracing/compilation, is reported separately), so m
 both alike; the table reports medians and the ratio PyTorch time / Keras time (> 1: Keras faster).
 
 ``--plain_conv3d`` adds a third model: the Keras one with plain ``Conv3D`` layers instead of
-``TimeFoldedConv3D`` (the stems and the ``[1, k, k]`` convs; same weights and math), interleaved
+``TimeFoldedConv3D`` (the stems and the ``[1, kh, kw]`` convs; same weights and math), interleaved
 with the other two; the ``fold gain`` column is its time over the default model's.
 """
 

@@ -12,6 +12,7 @@ from slowfast_tf.models.common.time_folded_conv import TimeFoldedConv3D
 CASES = [
     ((2, 12, 22, 22, 3), dict(filters=4, kernel_size=(5, 7, 7), strides=(1, 2, 2))),
     ((2, 4, 22, 22, 3), dict(filters=6, kernel_size=(1, 7, 7), strides=(1, 2, 2))),
+    ((2, 4, 9, 9, 8), dict(filters=6, kernel_size=1, strides=(1, 2, 2))),
     ((1, 6, 9, 9, 5), dict(filters=3, kernel_size=(3, 3, 3), padding="same", use_bias=True)),
     ((1, 6, 9, 9, 2), dict(filters=3, kernel_size=(4, 3, 3), padding="same")),
     ((1, 6, 9, 9, 2), dict(filters=3, kernel_size=(3, 1, 1), dilation_rate=(1, 2, 2))),
@@ -58,10 +59,12 @@ def test_stems_and_1xkxk_convs_use_it_and_keep_names_and_shapes():
         layer.name: layer for layer in model.backbone.layers
         if isinstance(layer, TimeFoldedConv3D)
     }
-    assert {"s1_pathway0_stem_conv", "s1_pathway1_stem_conv", "s2_pathway0_res0_branch2_b"} <= set(
-        stems
-    )
-    assert not any(name.endswith("branch2_a") for name in stems)  # [kt, 1, 1]: plain Conv3D
+    assert {
+        "s1_pathway0_stem_conv", "s1_pathway1_stem_conv", "s2_pathway0_res0_branch2_b",
+        "s2_pathway0_res0_branch2_c", "s2_pathway0_res0_branch2_a",  # [1, 1, 1]
+    } <= set(stems)
+    assert "s2_pathway1_res0_branch2_a" not in stems  # [3, 1, 1]: plain Conv3D
+    assert "s2_fuse_conv_f2s" not in stems  # temporal stride: plain Conv3D
     assert tuple(stems["s1_pathway1_stem_conv"].kernel.shape) == (5, 7, 7, 3, 2)
     assert tuple(stems["s1_pathway0_stem_conv"].kernel.shape) == (1, 7, 7, 3, 8)
     config = stems["s1_pathway1_stem_conv"].get_config()

@@ -72,9 +72,9 @@ def conv3d(
         name: str, layer name (the conversion name maps rely on it).
         time_fold: bool, compute it as a 2-D convolution over frames folded into the batch
             (``TimeFoldedConv3D``: same weights and outputs; much faster gradients on TF CPU
-            for the few-channel, large-kernel stems and for ``[1, k, k]`` convs). None (default):
-            only for ``[1, k, k]`` kernels with ``k > 1`` (folding ``[kt, 1, 1]`` kernels was
-            slower, see ``benchmarks/bench_train.py --plain_conv3d``).
+            for the few-channel, large-kernel stems and for ``[1, kh, kw]`` convs). None
+            (default): for every ``[1, kh, kw]`` kernel, 1x1x1 included (folding ``[kt, 1, 1]``
+            kernels was slower, see ``benchmarks/bench_train.py --plain_conv3d``).
     """
     kernel_size = _triple(kernel_size, "kernel_size")
     strides = _triple(strides, "strides")
@@ -85,7 +85,7 @@ def conv3d(
     if kernel_initializer is None:
         kernel_initializer = conv_kernel_initializer()
     if time_fold is None:
-        time_fold = kernel_size[0] == 1 and max(kernel_size[1:]) > 1
+        time_fold = kernel_size[0] == 1
 
     same_is_symmetric = all(s == 1 for s in strides) and all(
         p == d * (k - 1) // 2 and (k - 1) % 2 == 0
