@@ -48,6 +48,9 @@ def _trained_like(model):
 
 @pytest.mark.slow
 def test_detector_harness():
+    # The harness counts an all-zero gradient as missing; with this tiny width a fast-pathway BN
+    # can get one from an unlucky random init, so the weights must not depend on test order.
+    keras.utils.set_random_seed(0)
     backbone = SlowFastBackbone(**TINY)
     run_video_detector_test(
         SlowFastDetector,
