@@ -21,6 +21,18 @@ TINY_CLIP_SPEC = ClipSpec(num_frames=8, sampling_rate=2, alpha=4, train_crop=32,
                           test_short_side=72, train_jitter_scales=(32, 40))
 
 
+def randomize_batch_norm(model, rng: np.random.Generator) -> None:
+    """Gives every BatchNorm of `model` random statistics and affine weights drawn from `rng`
+    (identity BNs would hide a forgotten `training=False`, a skipped branch or a no-op fold)."""
+    for layer in compat.flatten_layers(model, include_self=False):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
+            layer.beta.assign(rng.normal(0, 0.1, n).astype("float32"))
+            layer.moving_mean.assign(rng.normal(0, 0.1, n).astype("float32"))
+            layer.moving_variance.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
+
+
 def tiny_classifier(num_classes: int = 5, seed: int = 0, **backbone_overrides) -> keras.Model:
     """A tiny `SlowFastVideoClassifier` with randomised BN statistics and gammas.
 
@@ -34,13 +46,7 @@ def tiny_classifier(num_classes: int = 5, seed: int = 0, **backbone_overrides) -
         backbone, num_classes=num_classes, train_crop_size=32, clip_spec=clip_spec
     )
     rng = np.random.default_rng(seed)
-    for layer in compat.flatten_layers(model, include_self=False):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.gamma.shape[0]
-            layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
-            layer.beta.assign(rng.normal(0, 0.1, n).astype("float32"))
-            layer.moving_mean.assign(rng.normal(0, 0.1, n).astype("float32"))
-            layer.moving_variance.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
+    randomize_batch_norm(model, rng)
     # Larger head weights than N(0, 0.01) so the class probabilities are far from uniform.
     kernel = model.get_layer("head_projection").kernel
     kernel.assign(rng.normal(0, 0.1, kernel.shape).astype("float32"))

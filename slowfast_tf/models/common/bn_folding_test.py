@@ -7,18 +7,12 @@ import pytest
 from slowfast_tf import compat
 from slowfast_tf.models import build_model
 from slowfast_tf.models.common import bn_folding
+from slowfast_tf.testing import serving_models
 
 
 def _randomize_batch_norm(model, seed=0):
     """Random BN statistics and affine weights: identity BNs would make folding a no-op."""
-    rng = np.random.default_rng(seed)
-    for layer in compat.flatten_layers(model, include_self=False):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.gamma.shape[0]
-            layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
-            layer.beta.assign(rng.normal(0, 0.1, n).astype("float32"))
-            layer.moving_mean.assign(rng.normal(0, 0.1, n).astype("float32"))
-            layer.moving_variance.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
+    serving_models.randomize_batch_norm(model, np.random.default_rng(seed))
 
 
 def _batch_norms(model):
