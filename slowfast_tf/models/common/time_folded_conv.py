@@ -49,8 +49,12 @@ class TimeFoldedConv3D(keras.layers.Conv3D):
         t_in = inputs.shape[1] if inputs.shape[1] is not None else dynamic[1]
         h, w = dynamic[2], dynamic[3]
         t_out = t_in - kt + 1
-        frames = [inputs[:, k : k + t_out] for k in range(kt)]
-        stacked = frames[0] if kt == 1 else ops.concatenate(frames, axis=-1)
+        if kt == 1:
+            # No slice: a full-range slice is still an op, and its gradient (a zero-filled
+            # StridedSliceGrad of the whole activation) cost ~5% of an R50 training step.
+            stacked = inputs
+        else:
+            stacked = ops.concatenate([inputs[:, k : k + t_out] for k in range(kt)], axis=-1)
         stacked = ops.reshape(stacked, (-1, h, w, kt * channels))
         # [kt, kh, kw, C, F] -> [kh, kw, kt, C, F] -> [kh, kw, kt * C, F]: channel k * C + c of
         # the stacked frames meets kernel tap (k, c), as in the concatenation above.

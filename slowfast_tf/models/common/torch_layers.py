@@ -12,6 +12,7 @@ All tensors are channels-last: ``[batch, time, height, width, channels]``.
 
 import keras
 
+from slowfast_tf.models.common.batch_norm import BatchNormalization
 from slowfast_tf.models.common.time_folded_conv import TimeFoldedConv3D
 
 # PyTorch BatchNorm3d defaults: eps 1e-5 and momentum 0.1 (torch updates
@@ -123,7 +124,7 @@ def batch_norm(x, norm="batch_norm", zero_init=False, name=None):
     if _BN_FOLDING is not None and id(x) in _BN_FOLDING["convs"]:
         _BN_FOLDING["pairs"][_BN_FOLDING["convs"][id(x)].name] = name
         return x
-    return keras.layers.BatchNormalization(
+    return BatchNormalization(
         axis=-1,
         momentum=BN_MOMENTUM,
         epsilon=BN_EPSILON,
