@@ -248,3 +248,66 @@ def test_preprocess_ops_eager_equals_dataset_map():
         assert eager[0]["fast"].shape == (8, crop, crop, 3) and int(eager[1]) == 2
         np.testing.assert_allclose(eager[0]["fast"], mapped[0]["fast"], atol=1e-5)
         np.testing.assert_array_equal(eager[0]["slow"], mapped[0]["slow"])
+
+
+def textured_record(num_frames, height, width, seed):
+    """A record whose frames are smooth random textures (a flip or shifted crop changes them)."""
+    from slowfast_tf.data.records import make_sequence_example
+
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(0, 255, (num_frames, height // 4 + 2, width // 4 + 2, 3)).astype(np.float32)
+    frames = tf.cast(tf.image.resize(base, [height, width]), tf.uint8).numpy()
+    jpegs = [tf.io.encode_jpeg(f, quality=90).numpy() for f in frames]
+    example = make_sequence_example(jpegs, [1], ["class_1"], video_id="tex", fps=30.0,
+                                    height=height, width=width)
+    return example.SerializeToString()
+
+
+def reference_train_clip(parsed, config, seed):
+    """preprocess_train spelled with the plain ops it was first written with (4-D tf.reverse,
+    per-channel broadcast normalise): the fast paths must not change a value or a draw."""
+    from slowfast_tf.data import transforms
+
+    seeds = tf.random.experimental.stateless_split(seed, num=4)
+    clip_size = transforms.clip_size_in_frames(
+        parsed["fps"], config.num_frames, config.sampling_rate, config.target_fps
+    )
+    indices = transforms.temporal_sample_indices(
+        tf.shape(parsed["frames"])[0], config.num_frames, clip_size, -1, 1, seed=seeds[0]
+    )
+    frames = transforms.decode_frames(parsed["frames"], indices)
+    frames = transforms.random_short_side_scale(frames, *config.train_jitter_scales, seed=seeds[1])
+    frames = transforms.random_crop(frames, config.train_crop, seed=seeds[2])
+    if tf.random.stateless_uniform([], seeds[3]) < 0.5:
+        frames = tf.reverse(frames, axis=[2])
+    std = np.asarray(config.std, np.float32)
+    frames = frames * (1.0 / (255.0 * std)) + (-np.asarray(config.mean, np.float32) / std)
+    return frames
+
+
+@pytest.mark.parametrize("height,width,jitter,crop", [
+    (36, 48, (32, 40), 24),  # landscape, upscaled
+    (37, 53, (30, 33), 29),  # odd sizes
+    (53, 37, (28, 36), 27),  # portrait
+    (24, 24, (24, 24), 24),  # crop == frame: offsets 0, the window touches every border
+    (64, 80, (20, 26), 20),  # downscaled
+    (16, 20, (24, 26), 24),  # frames smaller than the crop: the jitter upscales them first
+])
+def test_train_clip_equals_reference_ops(height, width, jitter, crop):
+    import dataclasses
+
+    config = dataclasses.replace(CONFIG, train_jitter_scales=jitter, train_crop=crop,
+                                 mean=(0.43216, 0.394666, 0.37645),
+                                 std=(0.22803, 0.22145, 0.216989))
+    parsed = parse_sequence_example(tf.constant(textured_record(20, height, width, height)))
+    flips = set()
+    for s in range(6):
+        seed = tf.constant([s, 11])
+        inputs, _ = preprocess_train(parsed, config, seed=seed)
+        expected = reference_train_clip(parsed, config, seed).numpy()
+        np.testing.assert_array_equal(inputs["fast"], expected)
+        np.testing.assert_array_equal(inputs["slow"], expected[[0, 7]])
+        flips.add(bool(tf.random.stateless_uniform(
+            [], tf.random.experimental.stateless_split(seed, num=4)[3]) < 0.5))
+    assert flips == {True, False}  # both branches compared
+

@@ -133,6 +133,33 @@ def test_normalize():
         np.testing.assert_allclose(got, (1 - 0.45) / 0.225, rtol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(3,), (5, 3), (7, 9, 3), (2, 5, 7, 3), (4, 31, 33, 3),
+                                   (2, 3, 6, 9, 3), (0, 4, 5, 3)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_normalize_equals_per_channel_broadcast(shape, dtype):
+    """The row-tiled constants give bit-for-bit the plain ``x * scale[c] + offset[c]``."""
+    mean, std = (0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0.216989)
+    frames = np.random.default_rng(sum(shape)).uniform(0, 255, shape).astype(dtype)
+    scale = np.float32(1.0) / (np.float32(255.0) * np.asarray(std, np.float32))
+    offset = -np.asarray(mean, np.float32) / np.asarray(std, np.float32)
+    expected = (tf.cast(frames, tf.float32) * scale + offset).numpy()
+    for got in run_both(lambda f: transforms.normalize(f, mean, std), frames):
+        assert got.shape == shape and got.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError)):
+        transforms.normalize(np.zeros([2, 4, 5, 2], np.float32), mean, std)
+
+
+@pytest.mark.parametrize("shape", [(4, 6, 3), (3, 5, 7, 3), (2, 3, 4, 9, 3), (2, 4, 5, 1)])
+def test_flip_width_reverses_only_the_width_axis(shape):
+    frames = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+    for data in (frames, frames.astype(np.uint8)):
+        for got in run_both(transforms.flip_width, data):
+            np.testing.assert_array_equal(got, data[..., ::-1, :])
+    ds = tf.data.Dataset.from_tensors(frames).map(transforms.flip_width)
+    assert ds.element_spec.shape == shape  # the static shape survives the rank-3 view
+
+
 def test_slow_indices_match_torch_linspace():
     torch = pytest.importorskip("torch")
     assert transforms.slow_indices(32, 4) == [0, 4, 8, 13, 17, 22, 26, 31]
