@@ -27,8 +27,15 @@ def batch_norm_train(x, gamma, beta, epsilon):
     # cuDNN limit), which would change PyTorch's 1e-5.
     empty = tf.constant([], dtype=x.dtype)
     y, mean, variance = tf.raw_ops.FusedBatchNormV3(
-        x=x4, scale=gamma, offset=beta, mean=empty, variance=empty, epsilon=epsilon,
-        exponential_avg_factor=1.0, data_format="NHWC", is_training=True,
+        x=x4,
+        scale=gamma,
+        offset=beta,
+        mean=empty,
+        variance=empty,
+        epsilon=epsilon,
+        exponential_avg_factor=1.0,
+        data_format="NHWC",
+        is_training=True,
     )[:3]
     count = tf.cast(tf.reduce_prod(tf.shape(x4)[:-1]), variance.dtype)
     variance = variance * (count - 1.0) / tf.maximum(count, 1.0)

@@ -63,7 +63,9 @@ def test_inference_and_frozen_layers_equal_keras():
     shape = (2, 3, 4, 4, 5)
     layers, rng = _pair(shape, seed=1)
     x = tf.constant(rng.normal(size=shape).astype("float32"))
-    np.testing.assert_allclose(layers[1](x, training=False), layers[0](x, training=False), atol=1e-6)
+    np.testing.assert_allclose(
+        layers[1](x, training=False), layers[0](x, training=False), atol=1e-6
+    )
     for layer in layers:
         layer.trainable = False
     np.testing.assert_allclose(layers[1](x, training=True), layers[0](x, training=True), atol=1e-6)
@@ -71,8 +73,14 @@ def test_inference_and_frozen_layers_equal_keras():
 
 
 def test_models_use_it_and_serialize():
-    model = build_model("slowfast_r50_8x8", depth=18, width=8, beta_inv=4, num_frames=8, image_size=32)
-    bns = [layer for layer in model.backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    model = build_model(
+        "slowfast_r50_8x8", depth=18, width=8, beta_inv=4, num_frames=8, image_size=32
+    )
+    bns = [
+        layer
+        for layer in model.backbone.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
     assert bns and all(isinstance(layer, BatchNormalization) for layer in bns)
     config = bns[0].get_config()
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(bns[0]))
