@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import fractions
+import functools
 import itertools
 import math
 import os
@@ -392,7 +393,8 @@ def write_mp4(path: str, frames: Iterable[np.ndarray], fps: float = 30,
     iterable, consumed one frame at a time) to an MP4 file with PyAV; returns the frame count.
 
     Reproducible: the frames reach the encoder already in its pixel format (see
-    `rgb_to_yuv420p`), so FFmpeg does no conversion, and the encoder runs on one thread.
+    `rgb_to_yuv420p`), so FFmpeg does no conversion, and the encoder runs on one thread
+    (limited to AVX2 code on AVX-512 CPUs, see `_x264_cpu_options`).
     Written to a temporary file in the same folder and renamed when complete.
     """
     import av
@@ -414,7 +416,8 @@ def write_mp4(path: str, frames: Iterable[np.ndarray], fps: float = 30,
         stream.codec_context.thread_count = 1
         stream.codec_context.thread_type = "NONE"
         if codec == "libx264":
-            stream.options = {"crf": "16", "preset": "veryfast", "threads": "1"}
+            stream.options = {"crf": "16", "preset": "veryfast", "threads": "1",
+                              **_x264_cpu_options()}
         else:
             stream.codec_context.bit_rate = 2_000_000
         for frame in itertools.chain([first], frames):
@@ -425,6 +428,24 @@ def write_mp4(path: str, frames: Iterable[np.ndarray], fps: float = 30,
         for packet in stream.encode():
             container.mux(packet)
     return count
+
+
+@functools.lru_cache(maxsize=1)
+def _x264_cpu_options() -> dict:
+    """libx264 options that keep its output reproducible on this CPU.
+
+    On an AVX-512 machine libx264's AVX-512 code gave different bytes for the same frames in about
+    one run out of five (fresh processes, one thread); limited to AVX2 it gave the same bytes in
+    every run. Other CPUs keep libx264's own choice.
+    """
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return {}
+    if "avx512f" in flags and "avx2" in flags:
+        return {"x264-params": "asm=avx2"}
+    return {}
 
 
 def write_gif(path: str, frames: Iterable[np.ndarray], fps: float) -> int:
