@@ -61,10 +61,18 @@ class TimeFoldedConv3D(keras.layers.Conv3D):
         kernel_2d = ops.reshape(
             ops.transpose(kernel, (1, 2, 0, 3, 4)), (kh, kw, kt * channels, self.filters)
         )
+        strides = list(self.strides[1:])
+        if kh == kw == 1 and strides != [1, 1]:
+            # A strided 1x1 conv is a subsample and a stride-1 1x1 conv (no padding either way).
+            # Done so because TF 2.21's oneDNN Conv2DBackpropFilter for strided 1x1 kernels with
+            # few channels (e.g. [64, 56, 56, 4] -> 8, stride 2) corrupts the heap and aborts
+            # the process on AVX-512 CPUs, where oneDNN is on by default.
+            stacked = stacked[:, :: strides[0], :: strides[1]]
+            strides = [1, 1]
         outputs = ops.conv(
             stacked,
             kernel_2d,
-            strides=list(self.strides[1:]),
+            strides=strides,
             padding=self.padding,
             dilation_rate=list(self.dilation_rate[1:]),
             data_format="channels_last",

@@ -1,5 +1,9 @@
 """``TimeFoldedConv3D`` equals the plain ``Conv3D`` in outputs and in every gradient."""
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -8,11 +12,14 @@ import tensorflow as tf
 from slowfast_tf.models import build_model
 from slowfast_tf.models.common.time_folded_conv import TimeFoldedConv3D
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
 # (input [B, T, H, W, C], Conv3D kwargs). The first is the fast stem (after its explicit pad).
 CASES = [
     ((2, 12, 22, 22, 3), dict(filters=4, kernel_size=(5, 7, 7), strides=(1, 2, 2))),
     ((2, 4, 22, 22, 3), dict(filters=6, kernel_size=(1, 7, 7), strides=(1, 2, 2))),
     ((2, 4, 9, 9, 8), dict(filters=6, kernel_size=1, strides=(1, 2, 2))),
+    ((2, 4, 8, 10, 4), dict(filters=6, kernel_size=1, strides=(1, 2, 3), padding="same")),
     ((1, 6, 9, 9, 5), dict(filters=3, kernel_size=(3, 3, 3), padding="same", use_bias=True)),
     ((1, 6, 9, 9, 2), dict(filters=3, kernel_size=(4, 3, 3), padding="same")),
     ((1, 6, 9, 9, 2), dict(filters=3, kernel_size=(3, 1, 1), dilation_rate=(1, 2, 2))),
@@ -69,3 +76,26 @@ def test_stems_and_1xkxk_convs_use_it_and_keep_names_and_shapes():
     assert tuple(stems["s1_pathway0_stem_conv"].kernel.shape) == (1, 7, 7, 3, 8)
     config = stems["s1_pathway1_stem_conv"].get_config()
     assert TimeFoldedConv3D.from_config(config).get_config() == config
+
+
+def test_strided_1x1_gradient_does_not_crash_onednn():
+    # TF 2.21's oneDNN Conv2DBackpropFilter for this strided 1x1 shape corrupted the heap and
+    # aborted the process on AVX-512 CPUs (the fast pathway's shortcut in a width-8 model). The
+    # layer subsamples and runs a stride-1 conv instead; run in a subprocess so a crash is a
+    # failure, not the end of the test session.
+    code = (
+        "import numpy as np, tensorflow as tf\n"
+        "from slowfast_tf.models.common.time_folded_conv import TimeFoldedConv3D\n"
+        "layer = TimeFoldedConv3D(8, 1, strides=(1, 2, 2))\n"
+        "x = tf.constant(np.random.default_rng(0).normal(size=(2, 32, 56, 56, 4)), tf.float32)\n"
+        "for _ in range(3):\n"
+        "    with tf.GradientTape() as tape:\n"
+        "        loss = tf.reduce_sum(layer(x) ** 2)\n"
+        "    grad = tape.gradient(loss, layer.kernel)\n"
+        "print('grad', grad.shape)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "grad (1, 1, 1, 4, 8)" in out.stdout

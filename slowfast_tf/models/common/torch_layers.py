@@ -11,6 +11,7 @@ All tensors are channels-last: ``[batch, time, height, width, channels]``.
 """
 
 import keras
+from keras import ops
 
 from slowfast_tf.models.common.batch_norm import BatchNormalization
 from slowfast_tf.models.common.time_folded_conv import TimeFoldedConv3D
@@ -44,6 +45,36 @@ def conv_kernel_initializer():
     return keras.initializers.VarianceScaling(
         scale=2.0, mode="fan_out", distribution="untruncated_normal"
     )
+
+
+@keras.saving.register_keras_serializable(package="slowfast_tf")
+class ConcatZeroPadding3D(keras.layers.ZeroPadding3D):
+    """``ZeroPadding3D`` written as concatenations with zeros instead of a ``Pad`` op.
+
+    Used in front of plain ``Conv3D`` layers (the strided ``[kt, 1, 1]`` fusion convs). Why: with
+    oneDNN on (TF's default on AVX-512 CPUs), Grappler's remapper fuses ``Pad -> Conv3D`` and
+    deletes the ``Pad`` that the convolution's gradient still reads; when the frame size is unknown
+    at trace time (``train.py``) the whole remapper pass then fails for the training step (it logs
+    ``remapper failed ... exist for missing node .../Pad`` and the step loses every other fusion).
+    Same values and config as ``ZeroPadding3D``.
+    """
+
+    def call(self, inputs):
+        if self.data_format == "channels_first":
+            axes = (2, 3, 4)
+        else:
+            axes = (1, 2, 3)
+        x = inputs
+        for axis, (before, after) in zip(axes, self.padding):
+            if before == 0 and after == 0:
+                continue
+            parts = []
+            for count in (before, after):
+                shape = list(ops.shape(x))
+                shape[axis] = count
+                parts.append(ops.zeros(shape, dtype=x.dtype) if count else None)
+            x = ops.concatenate([p for p in (parts[0], x, parts[1]) if p is not None], axis=axis)
+        return x
 
 
 def conv3d(
@@ -96,9 +127,9 @@ def conv3d(
         keras_padding = "same"
     else:
         if any(p > 0 for p in padding):
-            x = keras.layers.ZeroPadding3D(
-                padding=padding, name=None if name is None else f"{name}_pad"
-            )(x)
+            # A plain Conv3D must not follow a Pad op (see ConcatZeroPadding3D).
+            pad_class = keras.layers.ZeroPadding3D if time_fold else ConcatZeroPadding3D
+            x = pad_class(padding=padding, name=None if name is None else f"{name}_pad")(x)
         keras_padding = "valid"
     conv_class = TimeFoldedConv3D if time_fold else keras.layers.Conv3D
     conv = conv_class(
