@@ -60,21 +60,23 @@ class ConcatZeroPadding3D(keras.layers.ZeroPadding3D):
     """
 
     def call(self, inputs):
-        if self.data_format == "channels_first":
-            axes = (2, 3, 4)
-        else:
-            axes = (1, 2, 3)
+        axes = (2, 3, 4) if self.data_format == "channels_first" else (1, 2, 3)
         x = inputs
         for axis, (before, after) in zip(axes, self.padding):
-            if before == 0 and after == 0:
-                continue
-            parts = []
-            for count in (before, after):
-                shape = list(ops.shape(x))
-                shape[axis] = count
-                parts.append(ops.zeros(shape, dtype=x.dtype) if count else None)
-            x = ops.concatenate([p for p in (parts[0], x, parts[1]) if p is not None], axis=axis)
+            pieces = [_zeros_along(x, axis, before)] if before else []
+            pieces.append(x)
+            if after:
+                pieces.append(_zeros_along(x, axis, after))
+            if len(pieces) > 1:
+                x = ops.concatenate(pieces, axis=axis)
         return x
+
+
+def _zeros_along(x, axis, count):
+    """Zeros shaped like ``x`` (dynamic sizes included) except ``count`` along ``axis``."""
+    shape = list(ops.shape(x))
+    shape[axis] = count
+    return ops.zeros(shape, dtype=x.dtype)
 
 
 def conv3d(
@@ -123,25 +125,23 @@ def conv3d(
         p == d * (k - 1) // 2 and (k - 1) % 2 == 0
         for k, p, d in zip(kernel_size, padding, dilation_rate)
     )
-    if same_is_symmetric:
-        keras_padding = "same"
-    else:
-        if any(p > 0 for p in padding):
-            # A plain Conv3D must not follow a Pad op (see ConcatZeroPadding3D).
-            pad_class = keras.layers.ZeroPadding3D if time_fold else ConcatZeroPadding3D
-            x = pad_class(padding=padding, name=None if name is None else f"{name}_pad")(x)
-        keras_padding = "valid"
     conv_class = TimeFoldedConv3D if time_fold else keras.layers.Conv3D
     conv = conv_class(
         filters,
         kernel_size,
         strides=strides,
-        padding=keras_padding,
+        padding="same" if same_is_symmetric else "valid",
         dilation_rate=dilation_rate,
         use_bias=use_bias or _BN_FOLDING is not None,
         kernel_initializer=kernel_initializer,
         name=name,
     )
+    if not same_is_symmetric and any(p > 0 for p in padding):
+        # A Conv3D op must not follow a Pad op (see ConcatZeroPadding3D); a TimeFoldedConv3D
+        # that falls back to Conv3D (temporal stride or dilation) counts as one.
+        runs_as_conv2d = isinstance(conv, TimeFoldedConv3D) and conv._foldable()
+        pad_class = keras.layers.ZeroPadding3D if runs_as_conv2d else ConcatZeroPadding3D
+        x = pad_class(padding=padding, name=None if name is None else f"{name}_pad")(x)
     y = conv(x)
     if _BN_FOLDING is not None:
         _BN_FOLDING["convs"][id(y)] = conv

@@ -49,3 +49,22 @@ def test_plain_conv3d_is_never_fed_by_a_pad_op():
     want.set_weights(model.get_layer("fuse").get_weights())
     expected = want(np.pad(x, [(0, 0), (3, 3), (0, 0), (0, 0), (0, 0)]))
     np.testing.assert_allclose(np.asarray(model(x)), np.asarray(expected), atol=1e-5)
+
+
+def test_pad_class_follows_whether_the_conv_runs_as_conv2d():
+    inputs = keras.Input((8, 9, 9, 4))
+    outputs = [
+        # [1, 3, 3] with spatial stride only: a time-folded Conv2D, a plain Pad is harmless there.
+        torch_layers.conv3d(inputs, 4, (1, 3, 3), strides=(1, 2, 2), name="folded"),
+        # Temporal stride: TimeFoldedConv3D falls back to a Conv3D op, which must not follow a Pad.
+        torch_layers.conv3d(inputs, 4, (1, 3, 3), strides=(2, 2, 2), name="fallback"),
+        # [kt, 1, 1]: a plain Conv3D.
+        torch_layers.conv3d(inputs, 4, (5, 1, 1), strides=(2, 1, 1), name="plain"),
+    ]
+    model = keras.Model(inputs, outputs)
+    kinds = {n: type(model.get_layer(f"{n}_pad")) for n in ("folded", "fallback", "plain")}
+    assert kinds == {
+        "folded": keras.layers.ZeroPadding3D,
+        "fallback": torch_layers.ConcatZeroPadding3D,
+        "plain": torch_layers.ConcatZeroPadding3D,
+    }
