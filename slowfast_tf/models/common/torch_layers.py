@@ -13,6 +13,7 @@ All tensors are channels-last: ``[batch, time, height, width, channels]``.
 import keras
 from keras import ops
 
+from slowfast_tf.models.common import time_folded_conv
 from slowfast_tf.models.common.batch_norm import BatchNormalization
 from slowfast_tf.models.common.time_folded_conv import TimeFoldedConv3D
 
@@ -139,7 +140,9 @@ def conv3d(
     if not same_is_symmetric and any(p > 0 for p in padding):
         # A Conv3D op must not follow a Pad op (see ConcatZeroPadding3D); a TimeFoldedConv3D
         # that falls back to Conv3D (temporal stride or dilation) counts as one.
-        runs_as_conv2d = isinstance(conv, TimeFoldedConv3D) and conv._foldable()
+        # The class from its module: ``bench_train.py --plain_conv3d`` swaps this module's name.
+        folded_class = time_folded_conv.TimeFoldedConv3D
+        runs_as_conv2d = isinstance(conv, folded_class) and conv._foldable()
         pad_class = keras.layers.ZeroPadding3D if runs_as_conv2d else ConcatZeroPadding3D
         x = pad_class(padding=padding, name=None if name is None else f"{name}_pad")(x)
     y = conv(x)
