@@ -1,9 +1,14 @@
-"""Shared pytest setup: quiet TF logs, keep CPU threads sane on 2-core CI, ``--run-large`` opt-in."""
+"""Shared pytest setup: quiet TF logs, oneDNN kernels as in the product, sane CPU threads on 2-core CI, ``--run-large`` opt-in."""
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from slowfast_tf.utils import tf_startup  # noqa: E402
+
+# As the entry points do: TF's oneDNN CPU kernels on x86-64 (subprocesses inherit the variable).
+tf_startup.prefer_onednn()
 
 import pytest  # noqa: E402
 

@@ -45,6 +45,7 @@ from collections.abc import Iterator, Sequence
 if __name__ == "__main__":  # Before TF is imported: no duplicated start-up/cuInit noise.
     from slowfast_tf.utils import tf_startup
 
+    tf_startup.prefer_onednn()  # Before TF is imported: oneDNN CPU kernels (see tf_startup).
     tf_startup.quiet_tf_startup()
 
 import numpy as np  # noqa: E402

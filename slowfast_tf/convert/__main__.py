@@ -122,6 +122,7 @@ def convert(args):
 
     from slowfast_tf.utils import tf_startup
 
+    tf_startup.prefer_onednn()  # Before TF is imported: oneDNN CPU kernels (see tf_startup).
     tf_startup.quiet_tf_startup()  # Before TF is imported: no duplicated start-up/cuInit noise.
     from slowfast_tf.convert import keras_loader
 

@@ -2,10 +2,11 @@
 
 Every entry point (``train.py``, ``export.py``, the benchmarks) calls `log_run_context` once at
 start, so a user sees at a glance whether TensorFlow found the GPUs/TPU, which strategy was built,
-how the batch is split and which dtype policy is active::
+how the batch is split, which dtype policy is active and whether the CPU runs oneDNN's kernels
+(see `slowfast_tf.utils.tf_startup.prefer_onednn`) or TF's Eigen ones::
 
     train.py: devices CPU x1, GPU x2 (NVIDIA A100-SXM4-40GB cc 8.0 x2); strategy MirroredStrategy,
-    2 replicas; batch 16 global, 8 per replica; precision mixed_float16
+    2 replicas; batch 16 global, 8 per replica; precision mixed_float16; CPU kernels oneDNN
 
 The library side (device discovery, GPU compute capability) lives here so `strategy.py` can
 choose a strategy and a precision from the same facts.
@@ -18,6 +19,8 @@ import shutil
 import keras
 import tensorflow as tf
 from absl import logging
+
+from slowfast_tf.utils import tf_startup
 
 DEVICE_TYPES = ("CPU", "GPU", "TPU")
 
@@ -111,6 +114,9 @@ def run_context(
         line += f"; batch {global_batch_size} global, {per_replica_batch_size} per replica"
     precision = precision or keras.mixed_precision.dtype_policy().name
     line += f"; precision {precision}"
+    onednn = tf_startup.onednn_enabled()
+    if onednn is not None:
+        line += f"; CPU kernels {'oneDNN' if onednn else 'Eigen'}"
     return line
 
 

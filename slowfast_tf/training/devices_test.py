@@ -18,13 +18,21 @@ def test_visible_devices_lists_this_machines_cpu():
     assert len(found["GPU"]) == len(tf.config.list_physical_devices("GPU"))
 
 
-def test_run_context_line_names_devices_strategy_batch_and_precision():
+def test_run_context_line_names_devices_strategy_batch_and_precision(monkeypatch):
+    monkeypatch.setattr(devices.tf_startup, "onednn_enabled", lambda: True)
     strategy = tf.distribute.get_strategy()
     line = devices.run_context(strategy, per_replica_batch_size=8, precision="mixed_float16",
                                devices=GPUS)
     assert line == ("devices CPU x1, GPU x2 (NVIDIA A100 cc 8.0 x2), TPU x0; strategy "
                     "_DefaultDistributionStrategy, 1 replica; batch 8 global, 8 per replica; "
-                    "precision mixed_float16")
+                    "precision mixed_float16; CPU kernels oneDNN")
+
+
+@pytest.mark.parametrize("onednn, suffix", [(False, "; CPU kernels Eigen"), (None, "")])
+def test_run_context_says_which_cpu_kernels_run(monkeypatch, onednn, suffix):
+    monkeypatch.setattr(devices.tf_startup, "onednn_enabled", lambda: onednn)
+    line = devices.run_context(devices={"CPU": ["c"]}, precision="float32")
+    assert line.endswith("; precision float32" + suffix), line
 
 
 def test_run_context_splits_a_global_batch_over_replicas():
@@ -38,7 +46,7 @@ def test_run_context_splits_a_global_batch_over_replicas():
     # Without a batch or a precision: the batch is left out, Keras's global policy is reported.
     line = devices.run_context(devices={"CPU": ["c"]})
     assert "batch" not in line
-    assert line.endswith(f"precision {keras.mixed_precision.dtype_policy().name}")
+    assert f"; precision {keras.mixed_precision.dtype_policy().name}" in line
 
 
 def _fake_nvidia_smi(tmp_path):

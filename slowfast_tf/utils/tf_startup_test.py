@@ -47,3 +47,35 @@ def test_quiet_start_up_without_a_driver_keeps_other_output():
     for noise in ("cuInit", "cudart_stub", "cpu_feature_guard", "absl::InitializeLog"):
         assert noise not in stderr, stderr
     assert stderr.endswith("a real warning\n")
+
+
+_ONEDNN_PROBE = (
+    "import os, sys\n"
+    "from slowfast_tf.utils import tf_startup\n"
+    "set_here = tf_startup.prefer_onednn()\n"
+    "tf_startup.quiet_tf_startup()\n"
+    "import tensorflow as tf\n"
+    "tf.constant(1.0) + 1.0\n"
+    "assert not tf_startup.prefer_onednn()  # TF is imported now: a no-op\n"
+    "print(set_here, os.environ.get('TF_ENABLE_ONEDNN_OPTS'), tf_startup.onednn_enabled())\n"
+)
+
+
+@pytest.mark.skipif(
+    os.uname().machine not in ("x86_64", "AMD64"), reason="oneDNN is preferred on x86-64 only"
+)
+@pytest.mark.parametrize(
+    "user_value, expected", [(None, "True 1 True"), ("0", "False 0 False"), ("1", "False 1 True")]
+)
+def test_prefer_onednn_turns_it_on_unless_the_user_chose(user_value, expected):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TF_ENABLE_ONEDNN_OPTS", "TF_CPP_MIN_LOG_LEVEL")}
+    if user_value is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = user_value
+    out = _python(_ONEDNN_PROBE, env)
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    assert out.stdout.decode().split("\n")[-2] == expected
+    stderr = out.stderr.decode()
+    if user_value is None and not tf_startup.cuda_driver_loadable():
+        # Turned on here: TF's duplicated notice is dropped (run_context names the kernels).
+        assert "oneDNN custom operations" not in stderr, stderr
