@@ -113,8 +113,8 @@ def quiet_tf_startup() -> None:
 def prefer_onednn() -> bool:
     """Turns TensorFlow's oneDNN CPU kernels on for this process (call before ``import tensorflow``).
 
-    TF 2.21 enables oneDNN by default only on x86 CPUs with AVX-512 VNNI/BF16 or AMX; elsewhere
-    (AVX2 CPUs, many AMD EPYCs) it uses its Eigen kernels. For these models oneDNN is much
+    TF 2.21 enables oneDNN by default only on x86 CPUs with VNNI, AVX-512 BF16 or AMX instructions;
+    elsewhere (e.g. AVX2-only CPUs) it uses its Eigen kernels. For these models oneDNN is much
     faster: on a 2-core AVX2 AMD EPYC, one SlowFast R50 4x16 112^2 training step took 1.2 s
     instead of 2.5 s, inference ran 1.3-1.9x faster and the 4096^2 ``tf.matmul`` reached
     149 instead of 76 GFLOP/s (``benchmarks/``, 2026-12-03). So the entry points set
