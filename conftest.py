@@ -1,4 +1,5 @@
-"""Shared pytest setup: quiet TF logs, oneDNN kernels as in the product, sane CPU threads on 2-core CI, ``--run-large`` opt-in."""
+"""Shared pytest setup: quiet TF logs, oneDNN kernels as in the product, sane CPU threads on
+2-core CI, ``--run-large`` opt-in."""
 
 import os
 

@@ -39,6 +39,7 @@ __all__ = [
     "ONEDNN_NOTICE",
     "cuda_driver_loadable",
     "filtered_stderr",
+    "is_x86_64",
     "onednn_enabled",
     "prefer_onednn",
     "quiet_tf_startup",
@@ -110,8 +111,13 @@ def quiet_tf_startup() -> None:
         tf.config.list_physical_devices()  # Runs cuInit now, inside the filter.
 
 
+def is_x86_64() -> bool:
+    """Whether this is an x86-64 machine (where `prefer_onednn` turns oneDNN on)."""
+    return platform.machine().lower() in ("x86_64", "amd64")
+
+
 def prefer_onednn() -> bool:
-    """Turns TensorFlow's oneDNN CPU kernels on for this process (call before ``import tensorflow``).
+    """Turns TF's oneDNN CPU kernels on for this process (call before ``import tensorflow``).
 
     TF 2.21 enables oneDNN by default only on x86 CPUs with VNNI, AVX-512 BF16 or AMX instructions;
     elsewhere (e.g. AVX2-only CPUs) it uses its Eigen kernels. For these models oneDNN is much
@@ -126,7 +132,7 @@ def prefer_onednn() -> bool:
     """
     if "tensorflow" in sys.modules or "TF_ENABLE_ONEDNN_OPTS" in os.environ:
         return False
-    if platform.machine().lower() not in ("x86_64", "amd64"):
+    if not is_x86_64():
         return False
     global _onednn_set_here
     os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"

@@ -61,9 +61,7 @@ _ONEDNN_PROBE = (
 )
 
 
-@pytest.mark.skipif(
-    os.uname().machine not in ("x86_64", "AMD64"), reason="oneDNN is preferred on x86-64 only"
-)
+@pytest.mark.skipif(not tf_startup.is_x86_64(), reason="oneDNN is preferred on x86-64 only")
 @pytest.mark.parametrize(
     "user_value, expected", [(None, "True 1 True"), ("0", "False 0 False"), ("1", "False 1 True")]
 )
