@@ -20,6 +20,8 @@ CASES = [
     ((2, 4, 22, 22, 3), dict(filters=6, kernel_size=(1, 7, 7), strides=(1, 2, 2))),
     ((2, 4, 9, 9, 8), dict(filters=6, kernel_size=1, strides=(1, 2, 2))),
     ((2, 4, 8, 10, 4), dict(filters=6, kernel_size=1, strides=(1, 2, 3), padding="same")),
+    ((2, 3, 10, 7, 8), dict(filters=5, kernel_size=1, strides=(1, 2, 2), use_bias=True)),
+    ((2, 3, 9, 9, 4), dict(filters=5, kernel_size=(1, 3, 3), padding="same", use_bias=True)),
     ((1, 6, 9, 9, 5), dict(filters=3, kernel_size=(3, 3, 3), padding="same", use_bias=True)),
     ((1, 6, 9, 9, 2), dict(filters=3, kernel_size=(4, 3, 3), padding="same")),
     ((1, 6, 9, 9, 2), dict(filters=3, kernel_size=(3, 1, 1), dilation_rate=(1, 2, 2))),
@@ -57,6 +59,25 @@ def test_outputs_and_gradients_equal_conv3d(shape, kwargs):
         assert a.shape == b.shape
         scale = max(1.0, float(tf.reduce_max(tf.abs(a))))
         np.testing.assert_allclose(b.numpy() / scale, a.numpy() / scale, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("strides", [(1, 2, 2), (1, 3, 2)])
+def test_strided_1x1_with_unknown_spatial_sizes_equals_conv3d(strides):
+    # Inside a tf.function traced for [B, T, None, None, C] the subsample pads H and W by amounts
+    # computed at run time; odd and even sizes must both give Conv3D's output.
+    kwargs = dict(filters=4, kernel_size=1, strides=strides, use_bias=True)
+    plain, folded = keras.layers.Conv3D(**kwargs), TimeFoldedConv3D(**kwargs)
+    plain.build((None, 2, None, None, 3))
+    folded.build((None, 2, None, None, 3))
+    folded.set_weights([np.arange(12, dtype="float32").reshape(1, 1, 1, 3, 4) / 7, np.ones(4)])
+    plain.set_weights(folded.get_weights())
+    run = tf.function(folded, input_signature=[tf.TensorSpec([None, 2, None, None, 3])])
+    rng = np.random.default_rng(1)
+    for h, w in [(8, 8), (9, 7), (5, 12)]:
+        x = rng.normal(size=(2, 2, h, w, 3)).astype("float32")
+        got = run(tf.constant(x)).numpy()
+        assert got.shape == (2, 2, -(-h // strides[1]), -(-w // strides[2]), 4)
+        np.testing.assert_allclose(got, plain(x).numpy(), atol=1e-5, rtol=0)
 
 
 def test_stems_and_1xkxk_convs_use_it_and_keep_names_and_shapes():
