@@ -12,6 +12,11 @@ For each (model, batch) it prints clips/s of the Keras model on ``--backend`` an
 achieved GFLOP/s and the Keras / PyTorchVideo speed ratio. Inputs are random: throughput does not
 depend on the values.
 
+The Keras model is timed with BatchNorm folded into the convolutions
+(``bn_folding.fold_batch_norm``: the model ``export.py`` writes for serving by default; same
+outputs to float32 rounding), and ``--nofold_batch_norm`` times it as built. The PyTorchVideo
+model runs as that library builds it (eval-mode ``BatchNorm3d`` layers, not fused).
+
 On the tensorflow backend it first measures the machine's float32 matmul ceiling (a 4096 x 4096
 ``tf.matmul``, median of ``--ceiling_reps``; ``--ceiling_size`` changes the size) and adds the
 fraction of that ceiling each model reaches (``% of ceiling`` column, appended at the end).
@@ -55,6 +60,11 @@ _ITERS = flags.DEFINE_integer("iters", 3, "Timed iterations per (model, batch)."
 _WARMUP = flags.DEFINE_integer("warmup", 1, "Untimed iterations (allocation, caches).")
 _THREADS = flags.DEFINE_integer("threads", 0, "CPU threads for both frameworks (0 = default).")
 _JIT = flags.DEFINE_bool("jit_compile", False, "Compile the Keras forward pass with XLA.")
+_FOLD_BN = flags.DEFINE_bool(
+    "fold_batch_norm", True,
+    "Time the Keras model with BatchNorm folded into the convolutions, as export.py serves it "
+    "(--nofold_batch_norm: the model as built, with inference-mode BatchNorm layers).",
+)
 _TORCH = flags.DEFINE_bool("torch", True, "Also time the PyTorchVideo reference.")
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny models at 32x32, 1 iteration: a smoke run.")
 _BACKEND = flags.DEFINE_list(
@@ -243,6 +253,7 @@ def main(argv):
     import keras
 
     from slowfast_tf.models import build_model
+    from slowfast_tf.models.common.bn_folding import fold_batch_norm
     from slowfast_tf.models.common.flops import count_flops, count_params
 
     if _THREADS.value and backend == "tensorflow":
@@ -270,9 +281,14 @@ def main(argv):
     for name in _MODELS.value:
         start = time.perf_counter()
         model = build_model(name, train_crop_size=train_crop, **overrides)
-        print(f"{name}: built on {backend} in {time.perf_counter() - start:.1f} s", flush=True)
+        # FLOPs and params of the model as built (the folded one computes the same function).
+        flops, params = count_flops(model, image_size=image_size), count_params(model)
+        if _FOLD_BN.value:
+            model = fold_batch_norm(model)
+        folded = " (BatchNorm folded)" if _FOLD_BN.value else ""
+        print(f"{name}: built on {backend}{folded} in {time.perf_counter() - start:.1f} s",
+              flush=True)
         backbone = model.backbone
-        flops = count_flops(model, image_size=image_size)
         forward = _keras_forward(model, backend, _JIT.value)
         torch_model = None
         if _TORCH.value:
@@ -282,7 +298,7 @@ def main(argv):
             torch_device = "cuda" if torch.cuda.is_available() else "cpu"
             torch_model = _torch_model(backbone, image_size, train_crop).to(torch_device)
             torch_params = sum(p.numel() for p in torch_model.parameters())
-            print(f"{name}: params keras={count_params(model):,} torch={torch_params:,} "
+            print(f"{name}: params keras={params:,} torch={torch_params:,} "
                   f"(torch on {torch_device})")
         for batch in (int(b) for b in _BATCH_SIZES.value):
             rng = np.random.default_rng(0)

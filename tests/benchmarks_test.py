@@ -51,3 +51,5 @@ def test_bench_inference_prints_matmul_ceiling_and_fraction():
     gflops_s, fraction = float(row[4]), row[8]
     assert ceiling > 0 and fraction.endswith("%")
     assert float(fraction[:-1]) == pytest.approx(100 * gflops_s / ceiling, abs=1.0)
+    # The serving model (BN folded, as export.py writes it) is what is timed by default.
+    assert "slowfast_r50_4x16: built on tensorflow (BatchNorm folded)" in out

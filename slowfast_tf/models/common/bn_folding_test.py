@@ -7,6 +7,7 @@ import pytest
 from slowfast_tf import compat
 from slowfast_tf.models import build_model
 from slowfast_tf.models.common import bn_folding
+from slowfast_tf.models.common.time_folded_conv import TimeFoldedConv3D
 from slowfast_tf.testing import serving_models
 
 
@@ -46,6 +47,12 @@ def test_folded_outputs_equal_unfolded(preset, overrides):
         }
 
     assert conv_shapes(folded) == conv_shapes(model)
+    if preset.startswith("slowfast"):
+        # Inference only: the [5, 7, 7] fast stem runs as a plain Conv3D forward (faster there),
+        # while the trainable model keeps the time-folded one.
+        stem = "s1_pathway1_stem_conv"
+        assert type(model.backbone.get_layer(stem)) is TimeFoldedConv3D
+        assert type(folded.backbone.get_layer(stem)) is keras.layers.Conv3D
     rng = np.random.default_rng(1)
     x = keras.tree.map_structure(
         lambda v: rng.normal(size=(2, *v.shape[1:])).astype("float32"), model.backbone.input
