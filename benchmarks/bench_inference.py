@@ -10,7 +10,8 @@ For each (model, batch) it prints clips/s of the Keras model on ``--backend`` an
 ``pytorchvideo.models.slowfast.create_slowfast`` with the same architecture and random weights
 (``torch.no_grad``, eval mode), the FLOPs per clip (fvcore convention, ``flops.count_flops``), the
 achieved GFLOP/s and the Keras / PyTorchVideo speed ratio. Inputs are random: throughput does not
-depend on the values.
+depend on the values. Times are medians of ``--iters`` calls, one Keras call and one PyTorchVideo
+call in turn, after ``--warmup`` untimed rounds.
 
 The Keras model is timed with BatchNorm folded into the convolutions
 (``bn_folding.fold_batch_norm``: the model ``export.py`` writes for serving by default; same
@@ -56,7 +57,9 @@ from absl import app, flags  # noqa: E402
 _MODELS = flags.DEFINE_list("models", ["slowfast_r50_4x16", "slowfast_r50_8x8"], "Presets.")
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "8"], "Batch sizes.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Square crop size.")
-_ITERS = flags.DEFINE_integer("iters", 3, "Timed iterations per (model, batch).")
+_ITERS = flags.DEFINE_integer(
+    "iters", 3, "Timed iterations per (model, batch), Keras and PyTorch in turn (medians)."
+)
 _WARMUP = flags.DEFINE_integer("warmup", 1, "Untimed iterations (allocation, caches).")
 _THREADS = flags.DEFINE_integer("threads", 0, "CPU threads for both frameworks (0 = default).")
 _JIT = flags.DEFINE_bool("jit_compile", False, "Compile the Keras forward pass with XLA.")
@@ -144,13 +147,19 @@ def matmul_ceiling_gflops(size, reps):
     return 2 * size**3 / float(np.median(times)) / 1e9
 
 
-def _time(fn, iters, warmup):
+def _interleaved_medians(fns, iters, warmup):
+    """Median seconds per call of each of ``fns``, called in turn ``iters`` times (after
+    ``warmup`` untimed rounds), so that a burst of machine load hits every one of them alike."""
     for _ in range(warmup):
-        fn()
-    start = time.perf_counter()
+        for fn in fns:
+            fn()
+    times = [[] for _ in fns]
     for _ in range(iters):
-        fn()
-    return (time.perf_counter() - start) / iters
+        for fn, out in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return [float(np.median(t)) for t in times]
 
 
 def _keras_forward(model, backend, jit_compile):
@@ -311,7 +320,21 @@ def main(argv):
             start = time.perf_counter()
             forward(inputs)
             first_call_s = time.perf_counter() - start
-            keras_s = _time(lambda x=inputs, f=forward: f(x), iters, warmup)
+            timed = [lambda x=inputs, f=forward: f(x)]
+            if torch_model is not None:
+                torch_inputs = [
+                    torch.from_numpy(clips[k].transpose(0, 4, 1, 2, 3).copy()).to(torch_device)
+                    for k in ("slow", "fast")
+                ]
+
+                def torch_forward(x=torch_inputs, m=torch_model):
+                    # PTV mutates the input list in place: pass a fresh list each call. .cpu()
+                    # waits for the result, as .numpy() does on the Keras side.
+                    with torch.no_grad():
+                        return m(list(x)).cpu()
+
+                timed.append(torch_forward)
+            keras_s, *torch_s = _interleaved_medians(timed, iters, warmup)
             row = {
                 "model": name,
                 "batch": batch,
@@ -323,18 +346,9 @@ def main(argv):
             }
             if ceiling:
                 row["ceiling_fraction"] = row["keras_gflops_s"] / ceiling
-            if torch_model is not None:
-                with torch.no_grad():
-                    torch_inputs = [
-                        torch.from_numpy(clips[k].transpose(0, 4, 1, 2, 3).copy()).to(torch_device)
-                        for k in ("slow", "fast")
-                    ]
-                    # PTV mutates the input list in place: pass a fresh list each call. .cpu()
-                    # waits for the result, as .numpy() does on the Keras side.
-                    torch_s = _time(lambda x=torch_inputs, m=torch_model: m(list(x)).cpu(), iters,
-                                    warmup)
-                row["torch_clips_s"] = batch / torch_s
-                row["keras_over_torch"] = torch_s / keras_s
+            if torch_s:
+                row["torch_clips_s"] = batch / torch_s[0]
+                row["keras_over_torch"] = torch_s[0] / keras_s
             rows.append(row)
             print(
                 "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),

@@ -8,7 +8,8 @@ synthetic SlowFast it was ~1.1 of ~1.3 CPU-s per training step. The same convolu
 
 (the ``kt`` time-shifted frames stacked along channels, time folded into the batch) has exactly
 the same math and uses the well-tuned 2-D kernels (``benchmarks/bench_train.py --plain_conv3d``
-times both). ``conv3d`` uses it for the stems and, by default, for every ``[1, kh, kw]`` kernel,
+times both). ``conv3d`` uses it for the stems (not in BN-folded inference models, where the plain
+``Conv3D`` forward pass is faster) and, by default, for every ``[1, kh, kw]`` kernel,
 1x1x1 included (pure reshapes around a Conv2D; 1.2-20x faster gradients and equal or faster
 forward passes in layer A/B runs); folding ``[kt, 1, 1]`` kernels was slower, so those stay
 ``Conv3D``.
