@@ -47,8 +47,8 @@ class TimeFoldedConv3D(keras.layers.Conv3D):
             return super().call(inputs)
         # The bias is added to the 4-D Conv2D output, before the reshape back to 5-D, so that
         # Grappler fuses Conv2D + BiasAdd into one oneDNN kernel (the BN-folded serving model
-        # has a bias on every conv; added after the reshape it was a separate op, ~8% of a
-        # batch-1 forward pass on a 2-core CPU).
+        # has a bias on every conv; added after the reshape it was a separate op, ~8% of the
+        # op time of a batch-1 R50 forward pass in a TF profile on a 2-core CPU).
         outputs = self._folded_conv(inputs, self.kernel, bias=self.bias)
         return outputs if self.activation is None else self.activation(outputs)
 
@@ -98,7 +98,7 @@ class TimeFoldedConv3D(keras.layers.Conv3D):
 
 
 def _subsample(x, stride_h, stride_w):
-    """``x[:, ::stride_h, ::stride_w]`` of a channels-last ``[N, H, W, C]`` tensor, as unit-stride slices.
+    """``x[:, ::stride_h, ::stride_w]`` of a channels-last ``[N, H, W, C]`` tensor, without strides.
 
     ``H`` and ``W`` are zero-padded up to multiples of the strides (the padding is never picked),
     the tensor is viewed as ``[N, H / sh, sh, W / sw, sw * C]`` and the first row and the first
