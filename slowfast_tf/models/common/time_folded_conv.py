@@ -37,19 +37,14 @@ class TimeFoldedConv3D(keras.layers.Conv3D):
             and self.groups == 1
         )
 
-    def convolution_op(self, inputs, kernel):
-        if not self._foldable():
-            return super().convolution_op(inputs, kernel)
-        return self._folded_conv(inputs, kernel, bias=None)
-
     def call(self, inputs):
-        if not (self._foldable() and self.use_bias):
+        if not self._foldable():
             return super().call(inputs)
         # The bias is added to the 4-D Conv2D output, before the reshape back to 5-D, so that
         # Grappler fuses Conv2D + BiasAdd into one oneDNN kernel (the BN-folded serving model
         # has a bias on every conv; added after the reshape it was a separate op, ~8% of the
         # op time of a batch-1 R50 forward pass in a TF profile on a 2-core CPU).
-        outputs = self._folded_conv(inputs, self.kernel, bias=self.bias)
+        outputs = self._folded_conv(inputs, self.kernel, self.bias if self.use_bias else None)
         return outputs if self.activation is None else self.activation(outputs)
 
     def _folded_conv(self, inputs, kernel, bias):
