@@ -20,7 +20,12 @@ model runs as that library builds it (eval-mode ``BatchNorm3d`` layers, not fuse
 
 On the tensorflow backend it first measures the machine's float32 matmul ceiling (a 4096 x 4096
 ``tf.matmul``, median of ``--ceiling_reps``; ``--ceiling_size`` changes the size) and adds the
-fraction of that ceiling each model reaches (``% of ceiling`` column, appended at the end).
+fraction of that ceiling each model reaches (``% of ceiling`` column, appended at the end). The
+same matmul is also timed in every round, next to the model calls, and each row's fraction uses
+the median of its own rounds (last column): the machine's speed drifts between minutes. The
+two are put in the same unit first: fvcore (and so the GFLOPs/clip and GFLOP/s columns, as the
+papers quote them) counts one multiply-add as one FLOP, while the matmul's ``2 n^3`` counts it
+as two, so the fraction is ``2 * GFLOP/s / ceiling``.
 
 Backends (the same model code and weights on each):
 - ``tensorflow``: a ``tf.function`` (XLA with ``--jit_compile``).
@@ -131,18 +136,25 @@ def _torch_model(backbone, image_size, train_crop):
     ).eval()
 
 
-def matmul_ceiling_gflops(size, reps):
-    """Median GFLOP/s of a ``[size, size] x [size, size]`` float32 ``tf.matmul`` (2 n^3 FLOPs)."""
+def _matmul_call(size):
+    """A no-argument callable running one ``[size, size] x [size, size]`` float32 ``tf.matmul``
+    (traced and warmed up) and waiting for its result."""
     import tensorflow as tf
 
     a = tf.random.stateless_normal((size, size), seed=(0, 1))
     b = tf.random.stateless_normal((size, size), seed=(0, 2))
     matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
     matmul(a, b).numpy()  # trace + warm-up
+    return lambda: matmul(a, b).numpy()
+
+
+def matmul_ceiling_gflops(size, reps):
+    """Median GFLOP/s of a ``[size, size] x [size, size]`` float32 ``tf.matmul`` (2 n^3 FLOPs)."""
+    call = _matmul_call(size)
     times = []
     for _ in range(reps):
         start = time.perf_counter()
-        matmul(a, b).numpy()
+        call()
         times.append(time.perf_counter() - start)
     return 2 * size**3 / float(np.median(times)) / 1e9
 
@@ -281,11 +293,14 @@ def main(argv):
     _log_context(backend)
     if _JIT.value and backend != "tensorflow":
         print(f"note: --jit_compile applies to tensorflow only ({backend}: see the docstring)")
-    ceiling = None
+    ceiling = matmul_call = None
     if backend == "tensorflow" and _CEILING_SIZE.value > 0:
         size = min(_CEILING_SIZE.value, 512) if quick else _CEILING_SIZE.value
         ceiling = matmul_ceiling_gflops(size, _CEILING_REPS.value)
         print(f"float32 tf.matmul {size}^2 ceiling: {ceiling:.1f} GFLOP/s", flush=True)
+        # Also timed in every round next to the models: the machine's speed drifts by 10-20%
+        # between minutes here, so each row's fraction uses the ceiling of its own rounds.
+        matmul_call = _matmul_call(size)
     rows = []
     for name in _MODELS.value:
         start = time.perf_counter()
@@ -334,7 +349,10 @@ def main(argv):
                         return m(list(x)).cpu()
 
                 timed.append(torch_forward)
-            keras_s, *torch_s = _interleaved_medians(timed, iters, warmup)
+            if matmul_call is not None:
+                timed.append(matmul_call)
+            keras_s, *others = _interleaved_medians(timed, iters, warmup)
+            torch_s = others[:1] if torch_model is not None else []
             row = {
                 "model": name,
                 "batch": batch,
@@ -344,8 +362,10 @@ def main(argv):
                 "keras_gflops_s": batch * flops / 1e9 / keras_s,
                 "first_call_s": first_call_s,
             }
-            if ceiling:
-                row["ceiling_fraction"] = row["keras_gflops_s"] / ceiling
+            if matmul_call is not None:
+                row["ceiling_gflops_s"] = 2 * size**3 / others[-1] / 1e9
+                # fvcore counts a multiply-add as 1 FLOP, the matmul ceiling (2 n^3) as 2.
+                row["ceiling_fraction"] = 2 * row["keras_gflops_s"] / row["ceiling_gflops_s"]
             if torch_s:
                 row["torch_clips_s"] = batch / torch_s[0]
                 row["keras_over_torch"] = torch_s[0] / keras_s
@@ -356,16 +376,20 @@ def main(argv):
             )
     # Columns 1-7 keep their positions (benchmarks/gpu_check.sh reads column 7).
     header = ("| model | batch | GFLOPs/clip | Keras clips/s | Keras GFLOP/s | PyTorchVideo clips/s "
-              "| Keras/PyTorchVideo | backend | % of matmul ceiling |")
+              "| Keras/PyTorchVideo | backend | % of matmul ceiling | ceiling GFLOP/s |")
     if ceiling:
-        print(f"\nmatmul ceiling (float32 tf.matmul): {ceiling:.1f} GFLOP/s")
-    print("\n" + header + "\n|---|---|---|---|---|---|---|---|---|")
+        print(f"\nmatmul ceiling (float32 tf.matmul): {ceiling:.1f} GFLOP/s before the models; each "
+              "row's ceiling is the median of the matmuls timed in that row's rounds.")
+        print("GFLOPs/clip and GFLOP/s count a multiply-add as 1 FLOP, as fvcore and the papers do; "
+              "the ceiling counts it as 2, so % of ceiling = 2 * GFLOP/s / ceiling.")
+    print("\n" + header + "\n|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['model']} | {r['batch']} | {r['gflops_clip']:.2f} | {r['keras_clips_s']:.2f} | "
             f"{r['keras_gflops_s']:.1f} | {r.get('torch_clips_s', float('nan')):.2f} | "
             f"{r.get('keras_over_torch', float('nan')):.2f} | {r['backend']} | "
-            f"{100 * r.get('ceiling_fraction', float('nan')):.0f}% |"
+            f"{100 * r.get('ceiling_fraction', float('nan')):.0f}% | "
+            f"{r.get('ceiling_gflops_s', float('nan')):.1f} |"
         )
     if _ROWS_OUT.value:
         from slowfast_tf.utils.fileio import atomic_write_text
