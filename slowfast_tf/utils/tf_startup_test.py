@@ -77,3 +77,49 @@ def test_prefer_onednn_turns_it_on_unless_the_user_chose(user_value, expected):
     if user_value is None and not tf_startup.cuda_driver_loadable():
         # Turned on here: TF's duplicated notice is dropped (run_context names the kernels).
         assert "oneDNN custom operations" not in stderr, stderr
+
+
+# Mallocs, touches and frees 64 MiB twice (through the C library, as TF's CPU allocator does);
+# prints the minor page faults of the second round (a reused heap block needs none; a fresh mmap
+# faults all 16,384 pages in).
+_MALLOC_PROBE = (
+    "import ctypes, resource, sys\n"
+    "from slowfast_tf.utils import tf_startup\n"
+    "changed = tf_startup.retain_freed_memory() if sys.argv[1] == 'retain' else False\n"
+    "libc = ctypes.CDLL(None)\n"
+    "libc.malloc.restype = ctypes.c_void_p\n"
+    "libc.malloc.argtypes = (ctypes.c_size_t,)\n"
+    "libc.free.argtypes = (ctypes.c_void_p,)\n"
+    "def round_():\n"
+    "    p = libc.malloc(64 << 20)\n"
+    "    ctypes.memset(p, 1, 64 << 20)\n"
+    "    libc.free(p)\n"
+    "round_()\n"
+    "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+    "round_()\n"
+    "print(changed, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)\n"
+)
+
+
+@pytest.mark.skipif(sys.platform != "linux" or os.uname().sysname != "Linux",
+                    reason="glibc malloc tuning is Linux-only")
+@pytest.mark.parametrize("mode, user_env", [("default", {}), ("retain", {}),
+                                            ("retain", {"MALLOC_MMAP_MAX_": "65536"})])
+def test_retain_freed_memory_reuses_large_blocks_unless_the_user_tuned_malloc(mode, user_env):
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("not glibc")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    env.update(user_env)
+    out = subprocess.run([sys.executable, "-c", _MALLOC_PROBE, mode], capture_output=True,
+                         timeout=300, env={**env, "PYTHONPATH": REPO})
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    changed, faults = out.stdout.decode().split()
+    retained = mode == "retain" and not user_env
+    assert changed == str(retained)
+    if retained:
+        assert int(faults) < 1000  # the freed 64 MiB block is reused
+    else:
+        assert int(faults) > 10000  # glibc unmapped it: all 16,384 pages fault in again
