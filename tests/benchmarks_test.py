@@ -54,17 +54,3 @@ def test_bench_inference_prints_matmul_ceiling_and_fraction():
     assert float(fraction[:-1]) == pytest.approx(200 * gflops_s / ceiling, abs=1.0)
     # The serving model (BN folded, as export.py writes it) is what is timed by default.
     assert "slowfast_r50_4x16: built on tensorflow (BatchNorm folded)" in out
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(sys.platform != "linux", reason="glibc mallopt is Linux-only")
-def test_bench_malloc_quick_prints_both_settings_and_their_ratio():
-    out = _run("benchmarks/bench_malloc.py", "--quick", "--mode=train")
-    (row,) = _table_rows(out)
-    model, crop, batch, mode, default_s, retained_s, speedup, faults = row
-    assert (model, crop, batch, mode) == ("slowfast_r50_4x16", "32", "2", "train")
-    default_s, retained_s = float(default_s), float(retained_s)
-    assert default_s > 0 and retained_s > 0
-    assert float(speedup) == pytest.approx(default_s / retained_s, rel=0.02, abs=0.002)
-    default_faults, retained_faults = (int(f) for f in faults.split(" / "))
-    assert default_faults >= 0 and retained_faults >= 0
