@@ -33,7 +33,6 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 from slowfast_tf.utils import tf_startup  # noqa: E402
 
 tf_startup.prefer_onednn()  # Before TF is imported: oneDNN CPU kernels (see tf_startup).
-tf_startup.retain_freed_memory()  # Reuse freed activation memory (see tf_startup).
 tf_startup.quiet_tf_startup()  # Before TF is imported: no duplicated start-up/cuInit noise.
 
 import keras  # noqa: E402

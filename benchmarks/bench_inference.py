@@ -55,7 +55,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from slowfast_tf.utils import tf_startup  # noqa: E402
 
 tf_startup.prefer_onednn()  # As train.py / export.py: oneDNN CPU kernels on x86 (see tf_startup).
-tf_startup.retain_freed_memory()  # Reuse freed activation memory (see tf_startup).
 
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402

@@ -46,7 +46,6 @@ if __name__ == "__main__":  # Before TF is imported: no duplicated start-up/cuIn
     from slowfast_tf.utils import tf_startup
 
     tf_startup.prefer_onednn()  # Before TF is imported: oneDNN CPU kernels (see tf_startup).
-    tf_startup.retain_freed_memory()  # Reuse freed activation memory (see tf_startup).
     tf_startup.quiet_tf_startup()
 
 import numpy as np  # noqa: E402

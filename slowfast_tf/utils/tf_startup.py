@@ -21,8 +21,7 @@ else written meanwhile goes through unchanged. With a driver present (a GPU mach
 
 `prefer_onednn`, also called by the entry points before TensorFlow is imported, turns on
 TF's oneDNN CPU kernels where TF would not (see its docstring); its start-up notice is then
-dropped with the lines above. `retain_freed_memory`, called by the training, export, predict and
-benchmark entry points, keeps freed activation memory in the process (see its docstring).
+dropped with the lines above.
 """
 
 from __future__ import annotations
@@ -44,7 +43,6 @@ __all__ = [
     "onednn_enabled",
     "prefer_onednn",
     "quiet_tf_startup",
-    "retain_freed_memory",
 ]
 
 # Lines that only say "this machine has no CUDA driver" (substrings, matched per line).
@@ -57,11 +55,6 @@ NO_DRIVER_NOISE = (
 # `quiet_tf_startup` when `prefer_onednn` turned it on (`devices.run_context` says so instead).
 ONEDNN_NOTICE = b"oneDNN custom operations are on"
 _onednn_set_here = False
-# glibc's mallopt parameters (malloc.h) and the environment that sets them at process start.
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
-_RETAIN_TRIM_THRESHOLD = 1 << 30
-_MALLOC_ENV = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_",
-               "MALLOC_TOP_PAD_")
 
 
 def cuda_driver_loadable() -> bool:
@@ -145,42 +138,6 @@ def prefer_onednn() -> bool:
     os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
     _onednn_set_here = True
     return True
-
-
-def retain_freed_memory() -> bool:
-    """Makes glibc's ``malloc`` keep freed memory in the process instead of returning it to the OS.
-
-    By default glibc serves each allocation above its mmap threshold (at most 32 MiB) with a fresh
-    ``mmap`` and unmaps it on ``free``, and it trims the heap's free top. A TF step allocates and
-    frees the same large activation and gradient buffers every time, so every step faults those
-    pages in again (kernel page faults, each zero-filling 4 KiB): ~65,000 minor faults per SlowFast
-    4x16 R50 112^2 batch-2 training step. This call sets ``M_MMAP_MAX=0`` (no mmapped chunks: every
-    block comes from the heap and is reused) and a 1 GiB ``M_TRIM_THRESHOLD``. Measured on a 2-core
-    AVX2 AMD EPYC (2026-12-03), in one process with the two settings interleaved per step: training
-    steps 1.08x faster at 4x16 and 8x8 R50 112^2 batch 2 (faults 65k -> 37k and 78k -> 23k per step),
-    a BN-folded 4x16 224^2 batch-1 forward 1.06x, PyTorchVideo's training step 1.04x.
-
-    The cost: memory freed by the process stays mapped to it, so its resident size stays near its
-    peak. A no-op where the C library is not glibc, or where the user set glibc's malloc tuning
-    (``GLIBC_TUNABLES`` with ``glibc.malloc``, or any ``MALLOC_*_`` variable above): e.g.
-    ``MALLOC_MMAP_MAX_=65536`` keeps glibc's default. Can be called at any time; it affects
-    allocations made after it.
-
-    Returns:
-        Whether this call changed the settings.
-    """
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    if any(name in os.environ for name in _MALLOC_ENV):
-        return False
-    if "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _RETAIN_TRIM_THRESHOLD))
 
 
 def onednn_enabled() -> bool | None:
