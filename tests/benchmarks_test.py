@@ -54,3 +54,14 @@ def test_bench_inference_prints_matmul_ceiling_and_fraction():
     assert float(fraction[:-1]) == pytest.approx(200 * gflops_s / ceiling, abs=1.0)
     # The serving model (BN folded, as export.py writes it) is what is timed by default.
     assert "slowfast_r50_4x16: built on tensorflow (BatchNorm folded)" in out
+
+
+@pytest.mark.slow
+def test_bench_inference_nofold_batch_norm_times_the_model_as_built():
+    out = _run("benchmarks/bench_inference.py", "--quick", "--models=slowfast_r50_4x16",
+               "--batch_sizes=2", "--notorch", "--ceiling_size=0", "--nofold_batch_norm")
+    assert "slowfast_r50_4x16: built on tensorflow in" in out
+    assert "BatchNorm folded" not in out
+    (row,) = _table_rows(out)
+    assert row[:2] == ["slowfast_r50_4x16", "2"] and float(row[3]) > 0
+    assert row[8] == "nan%"  # --ceiling_size=0: no ceiling measured
