@@ -148,9 +148,8 @@ def _matmul_call(size):
     return lambda: matmul(a, b).numpy()
 
 
-def matmul_ceiling_gflops(size, reps):
-    """Median GFLOP/s of a ``[size, size] x [size, size]`` float32 ``tf.matmul`` (2 n^3 FLOPs)."""
-    call = _matmul_call(size)
+def matmul_ceiling_gflops(call, size, reps):
+    """Median GFLOP/s of ``reps`` calls of ``call = _matmul_call(size)`` (2 n^3 FLOPs each)."""
     times = []
     for _ in range(reps):
         start = time.perf_counter()
@@ -296,11 +295,11 @@ def main(argv):
     ceiling = matmul_call = None
     if backend == "tensorflow" and _CEILING_SIZE.value > 0:
         size = min(_CEILING_SIZE.value, 512) if quick else _CEILING_SIZE.value
-        ceiling = matmul_ceiling_gflops(size, _CEILING_REPS.value)
-        print(f"float32 tf.matmul {size}^2 ceiling: {ceiling:.1f} GFLOP/s", flush=True)
         # Also timed in every round next to the models: the machine's speed drifts by 10-20%
         # between minutes here, so each row's fraction uses the ceiling of its own rounds.
         matmul_call = _matmul_call(size)
+        ceiling = matmul_ceiling_gflops(matmul_call, size, _CEILING_REPS.value)
+        print(f"float32 tf.matmul {size}^2 ceiling: {ceiling:.1f} GFLOP/s", flush=True)
     rows = []
     for name in _MODELS.value:
         start = time.perf_counter()
