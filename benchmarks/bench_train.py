@@ -19,8 +19,9 @@ rounds; the first Keras call, tracing/compilation, is reported separately), so m
 both alike; the table reports medians and the ratio PyTorch time / Keras time (> 1: Keras faster).
 
 ``--plain_conv3d`` adds a third model: the Keras one with plain ``Conv3D`` layers instead of
-``TimeFoldedConv3D`` (the stems and the ``[1, kh, kw]`` convs; same weights and math), interleaved
-with the other two; the ``fold gain`` column is its time over the default model's.
+``TimeFoldedConv3D`` (the stems and the ``[1, kh, kw]`` convs) and ``TemporalConv3D`` (the stride-1
+``[kt, 1, 1]`` convs; same weights and math), interleaved with the other two; the ``fold gain``
+column is its time over the default model's.
 """
 
 import contextlib
@@ -45,7 +46,7 @@ _THREADS = flags.DEFINE_integer("threads", 0, "CPU threads for both frameworks (
 _JIT = flags.DEFINE_bool("jit_compile", False, "Compile the Keras train step with XLA.")
 _TORCH = flags.DEFINE_bool("torch", True, "Also time the PyTorchVideo reference.")
 _PLAIN_CONV3D = flags.DEFINE_bool(
-    "plain_conv3d", False, "Also time the Keras model with plain Conv3D layers instead of the time-folded ones (A/B)."
+    "plain_conv3d", False, "Also time the Keras model with plain Conv3D layers instead of the time-folded and temporal ones (A/B)."
 )
 _QUICK = flags.DEFINE_bool(
     "quick", False, "Tiny models (R50 depth, width 8, 8 frames) at 32^2, batch 2, 2 rounds."
@@ -58,17 +59,18 @@ QUICK_OVERRIDES = dict(depth=50, width=8, beta_inv=4, num_frames=8)
 
 @contextlib.contextmanager
 def _plain_conv3d():
-    """Builds models with ``keras.layers.Conv3D`` where ``TimeFoldedConv3D`` would be used."""
+    """Builds models with ``keras.layers.Conv3D`` where ``TimeFoldedConv3D`` or
+    ``TemporalConv3D`` would be used."""
     import keras
 
     from slowfast_tf.models.common import torch_layers
 
-    folded = torch_layers.TimeFoldedConv3D
-    torch_layers.TimeFoldedConv3D = keras.layers.Conv3D
+    folded, temporal = torch_layers.TimeFoldedConv3D, torch_layers.TemporalConv3D
+    torch_layers.TimeFoldedConv3D = torch_layers.TemporalConv3D = keras.layers.Conv3D
     try:
         yield
     finally:
-        torch_layers.TimeFoldedConv3D = folded
+        torch_layers.TimeFoldedConv3D, torch_layers.TemporalConv3D = folded, temporal
 
 
 def _keras_step(name, image_size, overrides, plain_conv3d=False):

@@ -1,4 +1,5 @@
-"""``TimeFoldedConv3D`` equals the plain ``Conv3D`` in outputs and in every gradient."""
+"""``TimeFoldedConv3D`` and ``TemporalConv3D`` equal the plain ``Conv3D`` in outputs and in every
+gradient."""
 
 import os
 import subprocess
@@ -10,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from slowfast_tf.models import build_model
-from slowfast_tf.models.common.time_folded_conv import TimeFoldedConv3D
+from slowfast_tf.models.common.time_folded_conv import TemporalConv3D, TimeFoldedConv3D
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -120,3 +121,100 @@ def test_strided_1x1_gradient_does_not_crash_onednn():
                          timeout=300, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "grad (1, 1, 1, 4, 8)" in out.stdout
+
+
+# (input [B, T, H, W, C], Conv3D kwargs, the route TemporalConv3D takes in training).
+TEMPORAL_CASES = [
+    ((2, 6, 3, 5, 8), dict(filters=4, kernel_size=(3, 1, 1), padding="same"), "conv2d"),
+    ((2, 5, 4, 3, 64), dict(filters=6, kernel_size=(3, 1, 1), padding="same", use_bias=True),
+     "conv2d"),
+    ((1, 6, 2, 3, 16), dict(filters=4, kernel_size=(2, 1, 1), padding="same"), "conv2d"),
+    ((1, 6, 2, 3, 16), dict(filters=4, kernel_size=(4, 1, 1), padding="valid"), "conv2d"),
+    ((2, 4, 2, 3, 1280), dict(filters=5, kernel_size=(3, 1, 1), padding="same"), "matmul"),
+    ((1, 6, 2, 2, 1280), dict(filters=3, kernel_size=(2, 1, 1), padding="same", use_bias=True),
+     "matmul"),
+    ((1, 6, 2, 2, 1280), dict(filters=3, kernel_size=(4, 1, 1), padding="valid"), "matmul"),
+    ((2, 4, 3, 3, 100), dict(filters=4, kernel_size=(3, 1, 1), padding="same"), "conv3d"),
+    # Temporal dilation is not rewritten.
+    ((1, 8, 2, 2, 8), dict(filters=3, kernel_size=(3, 1, 1), dilation_rate=(2, 1, 1)), "conv3d"),
+]
+
+
+def _conv_op_types(layer, shape, training):
+    fn = tf.function(lambda x: layer(x, training=training))
+    graph = fn.get_concrete_function(tf.TensorSpec(shape, tf.float32)).graph
+    return {op.type for op in graph.get_operations()} & {"Conv2D", "Conv3D", "MatMul",
+                                                          "BatchMatMulV2"}
+
+
+@pytest.mark.parametrize("shape,kwargs,route", TEMPORAL_CASES)
+def test_temporal_conv_outputs_and_gradients_equal_conv3d(shape, kwargs, route):
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=shape).astype("float32"))
+    plain, temporal = keras.layers.Conv3D(**kwargs), TemporalConv3D(**kwargs)
+    plain.build(shape)
+    temporal.build(shape)
+    assert temporal._route(shape[-1]) == route
+    temporal.set_weights([rng.normal(size=v.shape).astype("float32") for v in plain.weights])
+    plain.set_weights(temporal.get_weights())
+    upstream, results = None, []
+    for layer, kw in ((plain, {}), (temporal, {"training": True})):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, **kw)
+            if upstream is None:
+                upstream = tf.constant(rng.normal(size=y.shape).astype("float32"))
+            loss = tf.reduce_sum(y * upstream)
+        results.append([y, *tape.gradient(loss, [x, *layer.trainable_variables])])
+    for a, b in zip(*results):
+        assert a.shape == b.shape
+        scale = max(1.0, float(tf.reduce_max(tf.abs(a))))
+        np.testing.assert_allclose(b.numpy() / scale, a.numpy() / scale, atol=1e-5, rtol=0)
+    # The rewrite is real: in training the graph runs the route's op, in inference the Conv3D op.
+    expected = {"conv2d": {"Conv2D"}, "matmul": {"MatMul"}, "conv3d": {"Conv3D"}}[route]
+    assert _conv_op_types(temporal, shape, training=True) <= expected | {"BatchMatMulV2"}
+    assert _conv_op_types(temporal, shape, training=True) & (expected | {"BatchMatMulV2"})
+    assert _conv_op_types(temporal, shape, training=False) == {"Conv3D"}
+
+
+@pytest.mark.parametrize("channels", [8, 1280])
+def test_temporal_conv_with_unknown_sizes_equals_conv3d(channels):
+    # train.py traces for [B, T, None, None, C]; the reshapes must use the run-time sizes.
+    kwargs = dict(filters=3, kernel_size=(3, 1, 1), padding="same", use_bias=True)
+    plain, temporal = keras.layers.Conv3D(**kwargs), TemporalConv3D(**kwargs)
+    plain.build((None, 4, None, None, channels))
+    temporal.build((None, 4, None, None, channels))
+    rng = np.random.default_rng(2)
+    temporal.set_weights([rng.normal(size=v.shape).astype("float32") for v in plain.weights])
+    plain.set_weights(temporal.get_weights())
+    run = tf.function(
+        lambda x: temporal(x, training=True),
+        input_signature=[tf.TensorSpec([None, None, None, None, channels])],
+    )
+    for b, t, h, w in [(2, 4, 3, 5), (1, 6, 2, 2)]:
+        x = rng.normal(size=(b, t, h, w, channels)).astype("float32")
+        got = run(tf.constant(x)).numpy()
+        assert got.shape == (b, t, h, w, 3)
+        want = plain(x).numpy()
+        scale = np.abs(want).max()
+        np.testing.assert_allclose(got / scale, want / scale, atol=1e-5, rtol=0)
+
+
+def test_temporal_convs_in_slowfast_keep_names_and_config():
+    model = build_model("slowfast_r50_8x8", depth=18, width=8, beta_inv=4, num_frames=8,
+                        image_size=32)
+    temporal = {
+        layer.name: layer for layer in model.backbone.layers if isinstance(layer, TemporalConv3D)
+    }
+    # Every stride-1 [3, 1, 1] branch2_a conv (fast pathway, and slow res4/res5), nothing else.
+    assert "s2_pathway1_res0_branch2_a" in temporal
+    assert "s5_pathway0_res0_branch2_a" in temporal
+    assert "s2_pathway0_res0_branch2_a" not in temporal  # [1, 1, 1]: TimeFoldedConv3D
+    assert "s2_fuse_conv_f2s" not in temporal  # temporal stride: plain Conv3D
+    assert all(layer.kernel_size == (3, 1, 1) for layer in temporal.values())
+    assert [v.path.split("/")[-1] for v in temporal["s2_pathway1_res0_branch2_a"].weights] == [
+        "kernel"
+    ]
+    config = temporal["s5_pathway0_res0_branch2_a"].get_config()
+    assert TemporalConv3D.from_config(config).get_config() == config
+

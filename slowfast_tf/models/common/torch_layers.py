@@ -15,7 +15,7 @@ from keras import ops
 
 from slowfast_tf.models.common import time_folded_conv
 from slowfast_tf.models.common.batch_norm import BatchNormalization
-from slowfast_tf.models.common.time_folded_conv import TimeFoldedConv3D
+from slowfast_tf.models.common.time_folded_conv import TemporalConv3D, TimeFoldedConv3D
 
 # PyTorch BatchNorm3d defaults: eps 1e-5 and momentum 0.1 (torch updates
 # running = (1 - m) * running + m * batch), i.e. Keras momentum 0.9. Keras's
@@ -109,7 +109,8 @@ def conv3d(
             (``TimeFoldedConv3D``: same weights and outputs; much faster gradients on TF CPU
             for the few-channel, large-kernel stems and for ``[1, kh, kw]`` convs). None
             (default): for every ``[1, kh, kw]`` kernel, 1x1x1 included (folding ``[kt, 1, 1]``
-            kernels was slower, see ``benchmarks/bench_train.py --plain_conv3d``). True with
+            kernels was slower, see ``benchmarks/bench_train.py --plain_conv3d``; stride-1
+            ``[kt, 1, 1]`` kernels get ``TemporalConv3D`` instead). True with
             ``kt > 1`` (the stems) is ignored in a BN-folded inference model
             (``bn_folding.folding_scope``), where the plain ``Conv3D`` is faster.
     """
@@ -134,7 +135,13 @@ def conv3d(
         p == d * (k - 1) // 2 and (k - 1) % 2 == 0
         for k, p, d in zip(kernel_size, padding, dilation_rate)
     )
-    conv_class = TimeFoldedConv3D if time_fold else keras.layers.Conv3D
+    if time_fold:
+        conv_class = TimeFoldedConv3D
+    elif kernel_size[1:] == (1, 1) and strides == (1, 1, 1) and dilation_rate == (1, 1, 1):
+        # [kt, 1, 1] (kt > 1): a Conv3D that trains through a faster equal formulation.
+        conv_class = TemporalConv3D
+    else:
+        conv_class = keras.layers.Conv3D
     conv = conv_class(
         filters,
         kernel_size,
