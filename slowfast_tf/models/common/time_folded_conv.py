@@ -163,11 +163,14 @@ class TemporalConv3D(keras.layers.Conv3D):
             outputs = ops.add(outputs, self.bias)
         return outputs if self.activation is None else self.activation(outputs)
 
-    def _conv2d(self, inputs):
-        kt, channels, filters = self.kernel_size[0], self.kernel.shape[3], self.filters
+    def _sizes(self, inputs):
+        """``kt, C, F`` and the input's ``T, H, W`` (static ``T`` where known, else run-time)."""
         dynamic = ops.shape(inputs)
         t_in = inputs.shape[1] if inputs.shape[1] is not None else dynamic[1]
-        h, w = dynamic[2], dynamic[3]
+        return self.kernel_size[0], self.kernel.shape[3], self.filters, t_in, dynamic[2], dynamic[3]
+
+    def _conv2d(self, inputs):
+        kt, channels, filters, t_in, h, w = self._sizes(inputs)
         outputs = ops.conv(
             ops.reshape(inputs, (-1, t_in, h * w, channels)),
             ops.reshape(self.kernel, (kt, 1, channels, filters)),
@@ -178,10 +181,7 @@ class TemporalConv3D(keras.layers.Conv3D):
         return ops.reshape(outputs, (-1, ops.shape(outputs)[1], h, w, filters))
 
     def _shifted_matmul(self, inputs):
-        kt, channels, filters = self.kernel_size[0], self.kernel.shape[3], self.filters
-        dynamic = ops.shape(inputs)
-        t_in = inputs.shape[1] if inputs.shape[1] is not None else dynamic[1]
-        h, w = dynamic[2], dynamic[3]
+        kt, channels, filters, t_in, h, w = self._sizes(inputs)
         # [kt, 1, 1, C, F] -> [C, kt, F] -> [C, kt * F]: channel k * F + f of z is tap k, filter f.
         kernel = ops.reshape(
             ops.transpose(ops.reshape(self.kernel, (kt, channels, filters)), (1, 0, 2)),
