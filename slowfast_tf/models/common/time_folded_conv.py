@@ -112,7 +112,7 @@ def _subsample(x, stride_h, stride_w):
     return x[:, :, 0, :, :channels]
 
 
-@keras.saving.register_keras_serializable(package="slowfast_tf")
+@keras.saving.register_keras_serializable(package="slowfast_tf", name="TemporalConv3D")
 class TemporalConv3D(keras.layers.Conv3D):
     """A ``[kt, 1, 1]`` stride-1 ``Conv3D`` (SlowFast's ``branch2_a``) with the same weights and
     outputs, whose training pass uses the formulation that is fastest for its input width.
@@ -201,3 +201,11 @@ class TemporalConv3D(keras.layers.Conv3D):
         for term in terms[1:]:
             outputs = ops.add(outputs, term)
         return outputs
+
+
+# Keras weight files (``.weights.h5``, ``.keras``, checkpoints) address each layer by its class
+# name in snake case plus a counter (``conv3d_7``), not by ``layer.name``. These layers were plain
+# ``Conv3D`` layers before ``TemporalConv3D`` existed; answering to that class name keeps every
+# file saved before (converted weights, checkpoints, exported models) loadable, value for value.
+# Serialization uses the registered name ``slowfast_tf>TemporalConv3D`` and is unaffected.
+TemporalConv3D.__name__ = "Conv3D"

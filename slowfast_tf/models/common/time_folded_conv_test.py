@@ -218,3 +218,30 @@ def test_temporal_convs_in_slowfast_keep_names_and_config():
     config = temporal["s5_pathway0_res0_branch2_a"].get_config()
     assert TemporalConv3D.from_config(config).get_config() == config
 
+
+
+def test_weights_saved_with_plain_conv3d_layers_still_load(tmp_path, monkeypatch):
+    # Files saved before TemporalConv3D existed (those convs were keras Conv3D) must load into
+    # today's model unchanged: Keras addresses layers in weight files by class name and counter.
+    from slowfast_tf.models.common import torch_layers
+
+    kwargs = dict(depth=18, width=8, beta_inv=4, num_frames=8, image_size=32)
+    with monkeypatch.context() as patch:
+        patch.setattr(torch_layers, "TemporalConv3D", keras.layers.Conv3D)
+        keras.utils.set_random_seed(1)
+        old = build_model("slowfast_r50_8x8", **kwargs)
+    keras.utils.set_random_seed(2)
+    new = build_model("slowfast_r50_8x8", **kwargs)
+    assert any(isinstance(layer, TemporalConv3D) for layer in new.backbone.layers)
+    assert not any(isinstance(layer, TemporalConv3D) for layer in old.backbone.layers)
+    old.save_weights(tmp_path / "old.weights.h5")
+    new.load_weights(tmp_path / "old.weights.h5")
+    assert [v.path for v in new.weights] == [v.path for v in old.weights]
+    for a, b in zip(old.weights, new.weights):
+        np.testing.assert_array_equal(b.numpy(), a.numpy())
+    # A whole-model file written today reloads as TemporalConv3D layers.
+    new.save(tmp_path / "new.keras")
+    loaded = keras.saving.load_model(tmp_path / "new.keras")
+    assert isinstance(loaded.backbone.get_layer("s5_pathway0_res0_branch2_a"), TemporalConv3D)
+    for a, b in zip(new.weights, loaded.weights):
+        np.testing.assert_array_equal(b.numpy(), a.numpy())
