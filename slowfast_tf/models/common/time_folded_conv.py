@@ -127,8 +127,9 @@ class TemporalConv3D(keras.layers.Conv3D):
     - otherwise the ``Conv3D`` op.
 
     Measured on a 2-core CPU (oneDNN, TF 2.21) at SlowFast R50's shapes, forward plus both
-    gradients: the fast pathway's convs 1.2-2.4x faster as ``Conv2D``, ``res5``'s 1.1-2.1x
-    faster as a matmul, and ``Conv3D`` as fast or faster at the widths in between. Inference
+    gradients (batch 2, 112^2 and 224^2): the fast pathway's convs with C <= 64 1.0-2.4x faster
+    as ``Conv2D`` (one shape, C = 64 at 14^2, 0.87x), ``res5``'s 1.1-2.1x faster as a matmul, and
+    ``Conv3D`` the fastest or within ~10% of it at the widths in between. Inference
     (``training`` false) always uses the ``Conv3D`` op, which was the fastest forward pass at
     every shape. Temporal dilation, groups and channels-first fall back to ``Conv3D``.
     """
