@@ -31,35 +31,43 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("shape,kwargs", CASES)
-def test_outputs_and_gradients_equal_conv3d(shape, kwargs):
+def _assert_equals_conv3d(layer_class, shape, kwargs, **call_kwargs):
+    """Builds ``Conv3D`` and ``layer_class`` with the same weights; asserts equal outputs, input
+    gradients and weight gradients (to 1e-5 of their scale) and the same weight names. Returns
+    the ``layer_class`` layer."""
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=shape).astype("float32"))
     plain = keras.layers.Conv3D(**kwargs)
-    folded = TimeFoldedConv3D(**kwargs)
+    other = layer_class(**kwargs)
     plain.build(shape)
-    folded.build(shape)
+    other.build(shape)
     weights = [rng.normal(size=v.shape).astype("float32") for v in plain.weights]
     plain.set_weights(weights)
-    folded.set_weights(weights)
+    other.set_weights(weights)
     upstream = None
     results = []
-    for layer in (plain, folded):
+    for layer, kw in ((plain, {}), (other, call_kwargs)):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            y = layer(x)
+            y = layer(x, **kw)
             if upstream is None:
                 upstream = tf.constant(rng.normal(size=y.shape).astype("float32"))
             loss = tf.reduce_sum(y * upstream)
         grads = tape.gradient(loss, [x, *layer.trainable_variables])
         results.append([y, *grads])
-    assert [v.path.split("/")[-1] for v in folded.weights] == [
+    assert [v.path.split("/")[-1] for v in other.weights] == [
         v.path.split("/")[-1] for v in plain.weights
     ]
     for a, b in zip(*results):
         assert a.shape == b.shape
         scale = max(1.0, float(tf.reduce_max(tf.abs(a))))
         np.testing.assert_allclose(b.numpy() / scale, a.numpy() / scale, atol=1e-5, rtol=0)
+    return other
+
+
+@pytest.mark.parametrize("shape,kwargs", CASES)
+def test_outputs_and_gradients_equal_conv3d(shape, kwargs):
+    _assert_equals_conv3d(TimeFoldedConv3D, shape, kwargs)
 
 
 @pytest.mark.parametrize("strides", [(1, 2, 2), (1, 3, 2)])
@@ -149,27 +157,8 @@ def _conv_op_types(layer, shape, training):
 
 @pytest.mark.parametrize("shape,kwargs,route", TEMPORAL_CASES)
 def test_temporal_conv_outputs_and_gradients_equal_conv3d(shape, kwargs, route):
-    rng = np.random.default_rng(0)
-    x = tf.constant(rng.normal(size=shape).astype("float32"))
-    plain, temporal = keras.layers.Conv3D(**kwargs), TemporalConv3D(**kwargs)
-    plain.build(shape)
-    temporal.build(shape)
+    temporal = _assert_equals_conv3d(TemporalConv3D, shape, kwargs, training=True)
     assert temporal._route(shape[-1]) == route
-    temporal.set_weights([rng.normal(size=v.shape).astype("float32") for v in plain.weights])
-    plain.set_weights(temporal.get_weights())
-    upstream, results = None, []
-    for layer, kw in ((plain, {}), (temporal, {"training": True})):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = layer(x, **kw)
-            if upstream is None:
-                upstream = tf.constant(rng.normal(size=y.shape).astype("float32"))
-            loss = tf.reduce_sum(y * upstream)
-        results.append([y, *tape.gradient(loss, [x, *layer.trainable_variables])])
-    for a, b in zip(*results):
-        assert a.shape == b.shape
-        scale = max(1.0, float(tf.reduce_max(tf.abs(a))))
-        np.testing.assert_allclose(b.numpy() / scale, a.numpy() / scale, atol=1e-5, rtol=0)
     # The rewrite is real: in training the graph runs the route's op, in inference the Conv3D op.
     expected = {"conv2d": {"Conv2D"}, "matmul": {"MatMul"}, "conv3d": {"Conv3D"}}[route]
     assert _conv_op_types(temporal, shape, training=True) <= expected | {"BatchMatMulV2"}
@@ -217,7 +206,6 @@ def test_temporal_convs_in_slowfast_keep_names_and_config():
     ]
     config = temporal["s5_pathway0_res0_branch2_a"].get_config()
     assert TemporalConv3D.from_config(config).get_config() == config
-
 
 
 def test_weights_saved_with_plain_conv3d_layers_still_load(tmp_path, monkeypatch):
