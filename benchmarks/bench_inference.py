@@ -56,6 +56,7 @@ from slowfast_tf.utils import tf_startup  # noqa: E402
 
 tf_startup.prefer_onednn()  # As train.py / export.py: oneDNN CPU kernels on x86 (see tf_startup).
 
+import matmul_ceiling as ceiling_lib  # noqa: E402  (this script's folder)
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
@@ -134,28 +135,6 @@ def _torch_model(backbone, image_size, train_crop):
         ),
         norm=nn.BatchNorm3d,
     ).eval()
-
-
-def _matmul_call(size):
-    """A no-argument callable running one ``[size, size] x [size, size]`` float32 ``tf.matmul``
-    (traced and warmed up) and waiting for its result."""
-    import tensorflow as tf
-
-    a = tf.random.stateless_normal((size, size), seed=(0, 1))
-    b = tf.random.stateless_normal((size, size), seed=(0, 2))
-    matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
-    matmul(a, b).numpy()  # trace + warm-up
-    return lambda: matmul(a, b).numpy()
-
-
-def matmul_ceiling_gflops(call, size, reps):
-    """Median GFLOP/s of ``reps`` calls of ``call = _matmul_call(size)`` (2 n^3 FLOPs each)."""
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return 2 * size**3 / float(np.median(times)) / 1e9
 
 
 def _interleaved_medians(fns, iters, warmup):
@@ -297,8 +276,8 @@ def main(argv):
         size = min(_CEILING_SIZE.value, 512) if quick else _CEILING_SIZE.value
         # Also timed in every round next to the models: the machine's speed drifts by 10-20%
         # between minutes here, so each row's fraction uses the ceiling of its own rounds.
-        matmul_call = _matmul_call(size)
-        ceiling = matmul_ceiling_gflops(matmul_call, size, _CEILING_REPS.value)
+        matmul_call = ceiling_lib.matmul_call(size)
+        ceiling = ceiling_lib.matmul_ceiling_gflops(matmul_call, size, _CEILING_REPS.value)
         print(f"float32 tf.matmul {size}^2 ceiling: {ceiling:.1f} GFLOP/s", flush=True)
     rows = []
     for name in _MODELS.value:
@@ -362,7 +341,7 @@ def main(argv):
                 "first_call_s": first_call_s,
             }
             if matmul_call is not None:
-                row["ceiling_gflops_s"] = 2 * size**3 / others[-1] / 1e9
+                row["ceiling_gflops_s"] = ceiling_lib.gflops(size, others[-1])
                 # fvcore counts a multiply-add as 1 FLOP, the matmul ceiling (2 n^3) as 2.
                 row["ceiling_fraction"] = 2 * row["keras_gflops_s"] / row["ceiling_gflops_s"]
             if torch_s:

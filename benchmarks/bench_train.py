@@ -22,6 +22,17 @@ both alike; the table reports medians and the ratio PyTorch time / Keras time (>
 ``TimeFoldedConv3D`` (the stems and the ``[1, kh, kw]`` convs) and ``TemporalConv3D`` (the stride-1
 ``[kt, 1, 1]`` convs; same weights and math), interleaved with the other two; the ``fold gain``
 column is its time over the default model's.
+
+It also measures the machine's float32 matmul ceiling (a 4096 x 4096 ``tf.matmul``, as
+``bench_inference.py`` does; ``--ceiling_size=0`` skips it), times that matmul once in every
+round, and adds the fraction of the ceiling each framework's step reaches. The work of a step
+is counted as the multiply-adds of its convolutions and dense layers (``flops.layer_flops``,
+BatchNorm and element-wise ops not counted): the forward pass, the weight gradients (as much
+again) and the input gradients (as much again, except the stems': the clips need none, and
+neither framework computes them). As a matmul's ``2 n^3`` counts a multiply-add as two FLOPs,
+fraction = ``2 * multiply-adds / step time / ceiling``. The two fractions' ratio is the speed
+ratio, so they show how much of the hardware each step leaves unused: Keras at ``x`` times
+PyTorch's speed needs ``x`` times PyTorch's fraction of the ceiling.
 """
 
 import contextlib
@@ -34,6 +45,7 @@ from slowfast_tf.utils import tf_startup  # noqa: E402
 tf_startup.prefer_onednn()  # As train.py / export.py: oneDNN CPU kernels on x86 (see tf_startup).
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import matmul_ceiling as ceiling_lib  # noqa: E402  (this script's folder)
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
@@ -48,6 +60,10 @@ _TORCH = flags.DEFINE_bool("torch", True, "Also time the PyTorchVideo reference.
 _PLAIN_CONV3D = flags.DEFINE_bool(
     "plain_conv3d", False, "Also time the Keras model with plain Conv3D layers instead of the time-folded and temporal ones (A/B)."
 )
+_CEILING_SIZE = flags.DEFINE_integer(
+    "ceiling_size", 4096, "Side of the square float32 tf.matmul measuring the ceiling (0: skip)."
+)
+_CEILING_REPS = flags.DEFINE_integer("ceiling_reps", 5, "Timed matmuls for the first ceiling.")
 _QUICK = flags.DEFINE_bool(
     "quick", False, "Tiny models (R50 depth, width 8, 8 frames) at 32^2, batch 2, 2 rounds."
 )
@@ -98,11 +114,16 @@ def _torch_step(model, clips, labels):
     from slowfast_tf.convert import torch_reference
 
     arch = _reference_arch(model)
-    torch_model = torch_reference.build_ptv_model(arch).train()
+    # Same device class as Keras: the GPU when torch has CUDA (as bench_inference.py does).
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch_model = torch_reference.build_ptv_model(arch).train().to(device)
     optimizer = torch.optim.SGD(torch_model.parameters(), lr=0.01, momentum=0.9)
     loss_fn = torch.nn.CrossEntropyLoss()
-    inputs = [torch.from_numpy(clips[k].transpose(0, 4, 1, 2, 3).copy()) for k in arch.pathways]
-    target = torch.from_numpy(labels)
+    inputs = [
+        torch.from_numpy(clips[k].transpose(0, 4, 1, 2, 3).copy()).to(device)
+        for k in arch.pathways
+    ]
+    target = torch.from_numpy(labels).to(device)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
@@ -111,7 +132,7 @@ def _torch_step(model, clips, labels):
         loss = loss_fn(out, target)
         loss.backward()
         optimizer.step()
-        return loss.detach().item()
+        return loss.detach().item()  # waits for the step, as train_on_batch does
 
     return step
 
@@ -125,10 +146,31 @@ def _reference_arch(model):
     return arch
 
 
+def train_step_macs(model, image_size, batch):
+    """Multiply-adds of one training step's convolutions and dense layers: forward, weight
+    gradients and input gradients, the stems' input gradients excepted (module docstring)."""
+    from slowfast_tf.models.common import flops
+
+    total = 0
+    for name, _, macs in flops.layer_flops(
+        model, image_size=image_size, batch_size=batch, convention="paper"
+    ):
+        # The stems (``s1_pathway{i}_stem_conv``) take the clips, which need no gradient.
+        total += 2 * macs if name.endswith("stem_conv") else 3 * macs
+    return total
+
+
+def _percent(fraction):
+    return "-" if fraction is None else f"{100 * fraction:.1f}%"
+
+
 def _fmt(row):
     cells = [row["model"], str(row["image_size"]), str(row["batch"]), f"{row['keras_s']:.3f}"]
     cells.append(f"{row['torch_s']:.3f}" if "torch_s" in row else "-")
     cells.append(f"{row['torch_s'] / row['keras_s']:.2f}" if "torch_s" in row else "-")
+    cells += [f"{row['train_gflops']:.4g}", _percent(row.get("keras_fraction")),
+              _percent(row.get("torch_fraction"))]
+    cells.append(f"{row['ceiling_gflops_s']:.1f}" if "ceiling_gflops_s" in row else "-")
     if "plain_conv3d_s" in row:
         cells += [f"{row['plain_conv3d_s']:.3f}", f"{row['plain_conv3d_s'] / row['keras_s']:.2f}"]
     return "| " + " | ".join(cells) + " |"
@@ -152,6 +194,12 @@ def main(argv):
     sizes = [32] if quick else [int(s) for s in _IMAGE_SIZES.value]
     batches = [2] if quick else [int(b) for b in _BATCH_SIZES.value]
     reps, warmup = (2, 1) if quick else (_REPS.value, _WARMUP.value)
+    matmul_call = None
+    if _CEILING_SIZE.value > 0:
+        ceiling_size = min(_CEILING_SIZE.value, 512) if quick else _CEILING_SIZE.value
+        matmul_call = ceiling_lib.matmul_call(ceiling_size)
+        ceiling = ceiling_lib.matmul_ceiling_gflops(matmul_call, ceiling_size, _CEILING_REPS.value)
+        print(f"float32 tf.matmul {ceiling_size}^2 ceiling: {ceiling:.1f} GFLOP/s", flush=True)
     overrides = dict(QUICK_OVERRIDES) if quick else {}
     rows = []
     for name in _MODELS.value:
@@ -173,6 +221,8 @@ def main(argv):
                 }
                 if _TORCH.value:
                     fns["torch"] = _torch_step(steps["keras"], clips, labels)
+                if matmul_call is not None:
+                    fns["matmul"] = matmul_call
                 first = {}
                 for key, fn in fns.items():
                     start = time.perf_counter()
@@ -189,6 +239,15 @@ def main(argv):
                         times[key].append(time.perf_counter() - start)
                 row = {"model": name, "image_size": size, "batch": batch}
                 row.update({f"{key}_s": float(np.median(t)) for key, t in times.items()})
+                macs = train_step_macs(steps["keras"], size, batch)
+                row["train_gflops"] = macs / 1e9
+                if matmul_call is not None:
+                    # This row's own ceiling: the machine's speed drifts between minutes.
+                    row["ceiling_gflops_s"] = ceiling_lib.gflops(ceiling_size, row.pop("matmul_s"))
+                    for key in ("keras", "torch"):
+                        if f"{key}_s" in row:
+                            achieved = 2 * macs / row[f"{key}_s"] / 1e9
+                            row[f"{key}_fraction"] = achieved / row["ceiling_gflops_s"]
                 rows.append(row)
                 print(
                     f"{name} {size}^2 batch {batch}: first call "
@@ -197,12 +256,18 @@ def main(argv):
                     + "; ".join(f"{k} " + " ".join(f"{t:.3f}" for t in v) for k, v in times.items()),
                     flush=True,
                 )
-    header = "| model | crop | batch | Keras s/step | PyTorchVideo s/step | Keras speed / PyTorch |"
-    rule = "|---|---|---|---|---|---|"
+    header = (
+        "| model | crop | batch | Keras s/step | PyTorchVideo s/step | Keras speed / PyTorch "
+        "| step GFLOPs | Keras % of ceiling | PyTorch % of ceiling | ceiling GFLOP/s |"
+    )
+    rule = "|---|---|---|---|---|---|---|---|---|---|"
     if _PLAIN_CONV3D.value:
         header += " Keras plain-Conv3D s/step | fold gain |"
         rule += "---|---|"
     print(f"\nmedians of {reps} interleaved rounds (jit_compile={_JIT.value})")
+    print("step GFLOPs: multiply-adds of the convolutions and dense layers in one step (forward, "
+          "weight and input gradients; 1 multiply-add = 1 FLOP, as fvcore); % of ceiling = "
+          "2 * step GFLOPs / step s / the row's matmul GFLOP/s (2 n^3 FLOPs)")
     print(header + "\n" + rule)
     for row in rows:
         print(_fmt(row))

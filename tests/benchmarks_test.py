@@ -34,12 +34,31 @@ def test_bench_train_quick_prints_keras_torch_and_ratio():
                "--plain_conv3d")
     assert "medians of 2 interleaved rounds" in out
     (row,) = _table_rows(out)
-    model, crop, batch, keras_s, torch_s, ratio, plain_s, gain = row
+    model, crop, batch, keras_s, torch_s, ratio, gflops, keras_pct, torch_pct, ceiling = row[:10]
+    plain_s, gain = row[10:]
     assert (model, crop, batch) == ("slowfast_r50_4x16", "32", "2")
     keras_s, torch_s, plain_s = float(keras_s), float(torch_s), float(plain_s)
     assert keras_s > 0 and torch_s > 0 and plain_s > 0
     assert float(ratio) == pytest.approx(torch_s / keras_s, rel=0.02, abs=0.01)
     assert float(gain) == pytest.approx(plain_s / keras_s, rel=0.02, abs=0.01)
+    # The step's multiply-adds: 3x the convs' and dense layers' forward ones (forward, weight
+    # and input gradients), less the stems' input gradients.
+    from slowfast_tf.models import build_model
+    from slowfast_tf.models.common import flops
+
+    tiny = build_model("slowfast_r50_4x16", num_classes=400, train_crop_size=32,
+                       depth=50, width=8, beta_inv=4, num_frames=8)
+    layers = flops.layer_flops(tiny, image_size=32, batch_size=2, convention="paper")
+    stems = [f for name, _, f in layers if name.endswith("stem_conv")]
+    assert len(stems) == 2
+    expected = 3 * sum(f for _, _, f in layers) - sum(stems)
+    assert float(gflops) == pytest.approx(expected / 1e9, rel=1e-3)
+    # % of ceiling = 2 * multiply-adds / s / the row's matmul GFLOP/s, for each framework.
+    keras_pct, torch_pct = float(keras_pct.rstrip("%")), float(torch_pct.rstrip("%"))
+    ceiling = float(ceiling)
+    assert "float32 tf.matmul 512^2 ceiling:" in out and ceiling > 0
+    assert keras_pct == pytest.approx(200 * float(gflops) / keras_s / ceiling, rel=0.03, abs=0.06)
+    assert torch_pct == pytest.approx(200 * float(gflops) / torch_s / ceiling, rel=0.03, abs=0.06)
 
 
 @pytest.mark.slow
