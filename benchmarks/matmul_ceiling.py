@@ -1,7 +1,7 @@
 """The machine's float32 matmul ceiling, shared by ``bench_inference.py`` and ``bench_train.py``
 (imported from the scripts' own folder; no flags here).
 
-``matmul_call(size)`` returns a callable timing one ``[size, size] x [size, size]`` float32
+``matmul_call(size)`` returns a callable running one ``[size, size] x [size, size]`` float32
 ``tf.matmul`` (oneDNN on x86 when the entry point turned it on); ``matmul_ceiling_gflops`` turns
 the median of ``reps`` such calls into GFLOP/s, counting the matmul as ``2 n^3`` FLOPs (one
 multiply-add = 2 FLOPs, unlike fvcore's GFLOPs: divide by 2 before comparing).
