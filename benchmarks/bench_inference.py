@@ -273,12 +273,11 @@ def main(argv):
         print(f"note: --jit_compile applies to tensorflow only ({backend}: see the docstring)")
     ceiling = matmul_call = None
     if backend == "tensorflow" and _CEILING_SIZE.value > 0:
-        size = min(_CEILING_SIZE.value, 512) if quick else _CEILING_SIZE.value
         # Also timed in every round next to the models: the machine's speed drifts by 10-20%
         # between minutes here, so each row's fraction uses the ceiling of its own rounds.
-        matmul_call = ceiling_lib.matmul_call(size)
-        ceiling = ceiling_lib.matmul_ceiling_gflops(matmul_call, size, _CEILING_REPS.value)
-        print(f"float32 tf.matmul {size}^2 ceiling: {ceiling:.1f} GFLOP/s", flush=True)
+        matmul_call, size, ceiling = ceiling_lib.start(
+            _CEILING_SIZE.value, _CEILING_REPS.value, quick
+        )
     rows = []
     for name in _MODELS.value:
         start = time.perf_counter()

@@ -196,10 +196,9 @@ def main(argv):
     reps, warmup = (2, 1) if quick else (_REPS.value, _WARMUP.value)
     matmul_call = None
     if _CEILING_SIZE.value > 0:
-        ceiling_size = min(_CEILING_SIZE.value, 512) if quick else _CEILING_SIZE.value
-        matmul_call = ceiling_lib.matmul_call(ceiling_size)
-        ceiling = ceiling_lib.matmul_ceiling_gflops(matmul_call, ceiling_size, _CEILING_REPS.value)
-        print(f"float32 tf.matmul {ceiling_size}^2 ceiling: {ceiling:.1f} GFLOP/s", flush=True)
+        matmul_call, ceiling_size, _ = ceiling_lib.start(
+            _CEILING_SIZE.value, _CEILING_REPS.value, quick
+        )
     overrides = dict(QUICK_OVERRIDES) if quick else {}
     rows = []
     for name in _MODELS.value:

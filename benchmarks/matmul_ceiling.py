@@ -37,3 +37,13 @@ def matmul_ceiling_gflops(call, size, reps):
         call()
         times.append(time.perf_counter() - start)
     return gflops(size, float(np.median(times)))
+
+
+def start(size, reps, quick=False):
+    """Builds ``matmul_call`` for a ``size``-square matmul (at most 512 with ``quick``), measures
+    and prints the first ceiling; returns ``(call, size, ceiling)`` for the per-round timings."""
+    size = min(size, 512) if quick else size
+    call = matmul_call(size)
+    ceiling = matmul_ceiling_gflops(call, size, reps)
+    print(f"float32 tf.matmul {size}^2 ceiling: {ceiling:.1f} GFLOP/s", flush=True)
+    return call, size, ceiling
