@@ -4,6 +4,7 @@
     python benchmarks/bench_train.py --quick          # tiny models at 32^2, seconds (smoke test)
     python benchmarks/bench_train.py --models=slowfast_r50_4x16 --image_sizes=112 --batch_sizes=2
     python benchmarks/bench_train.py --quick --plain_conv3d  # also time plain Conv3D layers (A/B)
+    python benchmarks/bench_train.py --breakdown      # also: where each framework's step time goes
 
 For each (model, crop, batch) it builds the Keras classifier (``train_crop_size`` = the crop, 400
 classes) and PyTorchVideo's ``create_slowfast`` with the same architecture (the one the parity
@@ -33,6 +34,22 @@ neither framework computes them). As a matmul's ``2 n^3`` counts a multiply-add 
 fraction = ``2 * multiply-adds / step time / ceiling``. The two fractions' ratio is the speed
 ratio, so they show how much of the hardware each step leaves unused: Keras at ``x`` times
 PyTorch's speed needs ``x`` times PyTorch's fraction of the ceiling.
+
+``--breakdown`` splits each framework's step into parts, timed in the same interleaved rounds
+and printed as a second table:
+
+- convs alone: every convolution of the model on its own, one after the other, on random inputs
+  at its shapes in the model: forward pass, input and kernel gradients (the stems' kernel
+  gradient only), as counted by ``conv GFLOPs``, and the fraction of the ceiling that reaches.
+  Each conv also pays one call's overhead (a ``tf.function`` call, a torch dispatch), which
+  dominates at ``--quick`` sizes;
+- BatchNorm: the step minus the step of the same model built with an identity for each
+  BatchNorm (forward, backward, moving averages, and the updates of its scales and offsets);
+- update alone: one optimizer update (SGD, momentum 0.9) on zero gradients shaped like the
+  model's parameters;
+- rest: the step minus those three: element-wise ops, slicing and concatenation, pooling, the
+  head and the loss, framework overhead, and any difference between a conv inside the step and
+  alone (cache effects, ops running side by side).
 """
 
 import contextlib
@@ -59,6 +76,11 @@ _JIT = flags.DEFINE_bool("jit_compile", False, "Compile the Keras train step wit
 _TORCH = flags.DEFINE_bool("torch", True, "Also time the PyTorchVideo reference.")
 _PLAIN_CONV3D = flags.DEFINE_bool(
     "plain_conv3d", False, "Also time the Keras model with plain Conv3D layers instead of the time-folded and temporal ones (A/B)."
+)
+_BREAKDOWN = flags.DEFINE_bool(
+    "breakdown", False,
+    "Also time the parts of each framework's step (its convolutions alone, the step without "
+    "BatchNorm, the optimizer update alone) and print where the step's time goes.",
 )
 _CEILING_SIZE = flags.DEFINE_integer(
     "ceiling_size", 4096, "Side of the square float32 tf.matmul measuring the ceiling (0: skip)."
@@ -89,13 +111,32 @@ def _plain_conv3d():
         torch_layers.TimeFoldedConv3D, torch_layers.TemporalConv3D = folded, temporal
 
 
-def _keras_step(name, image_size, overrides, plain_conv3d=False):
+@contextlib.contextmanager
+def _no_batch_norm():
+    """Builds models with an identity layer where each ``BatchNormalization`` would be."""
+    import keras
+
+    from slowfast_tf.models.common import torch_layers
+
+    original = torch_layers.BatchNormalization
+    torch_layers.BatchNormalization = lambda name=None, **_: keras.layers.Identity(name=name)
+    try:
+        yield
+    finally:
+        torch_layers.BatchNormalization = original
+
+
+def _keras_step(name, image_size, overrides, plain_conv3d=False, no_batch_norm=False):
     import keras
 
     from slowfast_tf.models import build_model
 
     keras.utils.set_random_seed(0)
-    with _plain_conv3d() if plain_conv3d else contextlib.nullcontext():
+    with contextlib.ExitStack() as stack:
+        if plain_conv3d:
+            stack.enter_context(_plain_conv3d())
+        if no_batch_norm:
+            stack.enter_context(_no_batch_norm())
         model = build_model(
             name, num_classes=NUM_CLASSES, train_crop_size=image_size, **overrides
         )
@@ -107,23 +148,67 @@ def _keras_step(name, image_size, overrides, plain_conv3d=False):
     return model
 
 
-def _torch_step(model, clips, labels):
-    """Returns ``step()`` running one SGD step of the PyTorchVideo ``model`` on the batch."""
+def _check_no_batch_norm(model, no_bn_model):
+    """The model without BatchNorm has none left, and the same convolutions as ``model``."""
+    import keras
+
+    def count(m, cls):
+        return sum(isinstance(layer, cls) for layer in m.backbone.layers)
+
+    bn = keras.layers.BatchNormalization
+    if count(no_bn_model, bn) or not count(model, bn):
+        raise AssertionError(
+            f"--breakdown: {count(no_bn_model, bn)} BatchNorm layers left of {count(model, bn)}"
+        )
+    if [c.name for c in _conv_layers(model)] != [c.name for c in _conv_layers(no_bn_model)]:
+        raise AssertionError("--breakdown: the model without BatchNorm has other convolutions")
+
+
+def _torch_device():
+    import torch
+
+    # Same device class as Keras: the GPU when torch has CUDA (as bench_inference.py does).
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _torch_model(model, no_batch_norm=False):
+    """PyTorchVideo's model with the Keras ``model``'s architecture, in train mode on
+    ``_torch_device()``; ``no_batch_norm`` puts an identity where each ``BatchNorm3d`` was."""
     import torch
 
     from slowfast_tf.convert import torch_reference
 
-    arch = _reference_arch(model)
-    # Same device class as Keras: the GPU when torch has CUDA (as bench_inference.py does).
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch_model = torch_reference.build_ptv_model(arch).train().to(device)
-    optimizer = torch.optim.SGD(torch_model.parameters(), lr=0.01, momentum=0.9)
-    loss_fn = torch.nn.CrossEntropyLoss()
+    torch_model = torch_reference.build_ptv_model(_reference_arch(model)).train()
+    if no_batch_norm:
+        for parent in list(torch_model.modules()):
+            for child_name, child in list(parent.named_children()):
+                if isinstance(child, torch.nn.BatchNorm3d):
+                    setattr(parent, child_name, torch.nn.Identity())
+        if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in torch_model.modules()):
+            raise AssertionError("--breakdown: PyTorchVideo's model still has a BatchNorm")
+    return torch_model.to(_torch_device())
+
+
+def _torch_inputs(model, clips, labels):
+    import torch
+
+    device = _torch_device()
     inputs = [
         torch.from_numpy(clips[k].transpose(0, 4, 1, 2, 3).copy()).to(device)
-        for k in arch.pathways
+        for k in _reference_arch(model).pathways
     ]
-    target = torch.from_numpy(labels).to(device)
+    return inputs, torch.from_numpy(labels).to(device)
+
+
+def _torch_step(model, clips, labels, no_batch_norm=False):
+    """Returns ``step()`` running one SGD step of PyTorchVideo's equivalent of the Keras
+    ``model`` on the batch."""
+    import torch
+
+    torch_model = _torch_model(model, no_batch_norm)
+    optimizer = torch.optim.SGD(torch_model.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    inputs, target = _torch_inputs(model, clips, labels)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
@@ -146,18 +231,155 @@ def _reference_arch(model):
     return arch
 
 
-def train_step_macs(model, image_size, batch):
-    """Multiply-adds of one training step's convolutions and dense layers: forward, weight
-    gradients and input gradients, the stems' input gradients excepted (module docstring)."""
+def train_step_macs(model, image_size, batch, convs_only=False):
+    """Multiply-adds of one training step's convolutions and dense layers (``convs_only``: its
+    convolutions): forward, weight gradients and input gradients, the stems' input gradients
+    excepted (module docstring)."""
     from slowfast_tf.models.common import flops
 
+    convs = {layer.name for layer in _conv_layers(model)}
     total = 0
     for name, _, macs in flops.layer_flops(
         model, image_size=image_size, batch_size=batch, convention="paper"
     ):
+        if convs_only and name.split("/")[-1] not in convs:
+            continue
         # The stems (``s1_pathway{i}_stem_conv``) take the clips, which need no gradient.
         total += 2 * macs if name.endswith("stem_conv") else 3 * macs
     return total
+
+
+def _conv_layers(model):
+    import keras
+
+    return [layer for layer in model.backbone.layers if isinstance(layer, keras.layers.Conv3D)]
+
+
+def _first_element(tensors):
+    """One element of each tensor (reading it waits for the tensor, also on a GPU)."""
+    import tensorflow as tf
+
+    return tf.stack([t[(0,) * t.shape.rank] for t in tensors])
+
+
+def _keras_convs_alone(model, clips):
+    """Returns ``run()``: each convolution of the Keras ``model``'s backbone on its own, one after
+    the other: forward and gradients (input and kernel; the stems' kernel only) at its shapes in
+    the model, on random inputs."""
+    import keras
+    import tensorflow as tf
+
+    convs = _conv_layers(model)
+    backbone = model.backbone
+    batch = next(iter(clips.values())).shape[0]
+    # Each conv's input shape in the model, from one batch-1 forward pass (shapes scale with the batch).
+    probe = keras.Model(backbone.input, [layer.input for layer in convs])
+    shapes = [(batch, *x.shape[1:]) for x in probe({k: v[:1] for k, v in clips.items()})]
+    calls = []
+    # One tf.function per conv: TF's warning about functions retraced in a loop is expected.
+    level = tf.get_logger().level
+    tf.get_logger().setLevel("ERROR")
+    for i, (layer, shape) in enumerate(zip(convs, shapes)):
+        x = tf.random.stateless_normal(shape, seed=(1, i))
+        dy = tf.random.stateless_normal(layer(x).shape, seed=(2, i))
+        stem = layer.name.endswith("stem_conv")
+
+        @tf.function(autograph=False)
+        def call(layer=layer, x=x, dy=dy, stem=stem):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=True)
+            sources = [layer.kernel] if stem else [x, layer.kernel]
+            return _first_element(tape.gradient(y, sources, output_gradients=dy))
+
+        call()
+        calls.append(call)
+    tf.get_logger().setLevel(level)
+
+    def run():
+        for call in calls:
+            call().numpy()
+
+    return run
+
+
+def _keras_update_alone(model):
+    """Returns ``run()``: one update of the step's optimizer (SGD, momentum 0.9) on variables
+    shaped like the model's trainable ones, zero gradients."""
+    import keras
+    import tensorflow as tf
+
+    variables = [keras.Variable(np.zeros(v.shape, "float32")) for v in model.trainable_variables]
+    grads = [tf.zeros(v.shape) for v in variables]
+    optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
+    optimizer.build(variables)
+    update = tf.function(lambda: optimizer.apply(grads, variables), autograph=False)
+    update()
+    return lambda: (update(), variables[-1].numpy())
+
+
+def _torch_sync():
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _torch_convs_alone(model, clips, labels):
+    """Returns ``run()``: as ``_keras_convs_alone``, for PyTorchVideo's equivalent model."""
+    import torch
+
+    torch_model = _torch_model(model)
+    inputs, _ = _torch_inputs(model, clips, labels)
+    shapes = {}
+    convs = {n: m for n, m in torch_model.named_modules() if isinstance(m, torch.nn.Conv3d)}
+    hooks = [
+        conv.register_forward_hook(
+            lambda _, args, out, name=name: shapes.__setitem__(name, (args[0].shape, out.shape))
+        )
+        for name, conv in convs.items()
+    ]
+    with torch.no_grad():
+        torch_model(list(inputs) if len(inputs) > 1 else inputs[0])
+    for hook in hooks:
+        hook.remove()
+    device = _torch_device()
+    calls = []
+    for name, conv in convs.items():
+        in_shape, out_shape = shapes[name]
+        stem = conv.in_channels == 3  # the stems take the clips, which need no gradient
+        x = torch.randn(in_shape, device=device, requires_grad=not stem)
+        dy = torch.randn(out_shape, device=device)
+        sources = [conv.weight] if stem else [x, conv.weight]
+        calls.append(lambda conv=conv, x=x, dy=dy, s=sources: torch.autograd.grad(conv(x), s, dy))
+
+    def run():
+        for call in calls:
+            call()
+        _torch_sync()
+
+    return run
+
+
+def _torch_update_alone(model):
+    """Returns ``run()``: as ``_keras_update_alone``, with ``torch.optim.SGD`` (as in the step)."""
+    import torch
+
+    device = _torch_device()
+    params = [
+        torch.nn.Parameter(torch.zeros(tuple(v.shape), device=device))
+        for v in model.trainable_variables
+    ]
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9)
+    optimizer.step()
+
+    def run():
+        optimizer.step()
+        _torch_sync()
+
+    return run
 
 
 def _percent(fraction):
@@ -174,6 +396,35 @@ def _fmt(row):
     if "plain_conv3d_s" in row:
         cells += [f"{row['plain_conv3d_s']:.3f}", f"{row['plain_conv3d_s'] / row['keras_s']:.2f}"]
     return "| " + " | ".join(cells) + " |"
+
+
+def _print_breakdown(rows):
+    print(
+        "\nWhere the step's time goes (medians of the same rounds): convs alone = every "
+        "convolution on its own, one after the other (forward, input and kernel gradients at its "
+        "shapes in the model; the stems' kernel gradient only); BatchNorm = step - the step of "
+        "the same model with an identity for each BatchNorm; update alone = the optimizer's "
+        "update on the model's parameter shapes; rest = step - the other three (element-wise "
+        "ops, slicing, the loss, framework overhead, and convs running slower inside the "
+        "step than alone, or faster)."
+    )
+    print("| model | crop | batch | framework | step s | convs alone s | conv GFLOPs "
+          "| convs alone % of ceiling | BatchNorm s | update alone s | rest s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        for key, framework in (("keras", "Keras/TF"), ("torch", "PyTorchVideo")):
+            if f"{key}_no_bn_s" not in row:
+                continue
+            step, convs = row[f"{key}_s"], row[f"{key}_convs_s"]
+            batch_norm, update = step - row[f"{key}_no_bn_s"], row[f"{key}_update_s"]
+            fraction = None
+            if "ceiling_gflops_s" in row:
+                fraction = 2 * row["conv_gflops"] / convs / row["ceiling_gflops_s"]
+            cells = [row["model"], str(row["image_size"]), str(row["batch"]), framework,
+                     f"{step:.3f}", f"{convs:.3f}", f"{row['conv_gflops']:.4g}",
+                     _percent(fraction), f"{batch_norm:.3f}", f"{update:.3f}",
+                     f"{step - convs - batch_norm - update:.3f}"]
+            print("| " + " | ".join(cells) + " |")
 
 
 def main(argv):
@@ -207,6 +458,9 @@ def main(argv):
                 steps = {"keras": _keras_step(name, size, overrides)}
                 if _PLAIN_CONV3D.value:
                     steps["plain_conv3d"] = _keras_step(name, size, overrides, plain_conv3d=True)
+                if _BREAKDOWN.value:
+                    steps["keras_no_bn"] = _keras_step(name, size, overrides, no_batch_norm=True)
+                    _check_no_batch_norm(steps["keras"], steps["keras_no_bn"])
                 backbone = steps["keras"].backbone
                 rng = np.random.default_rng(0)
                 clips = {
@@ -218,8 +472,17 @@ def main(argv):
                     key: (lambda m=m, x=clips, y=labels: m.train_on_batch(x, y))
                     for key, m in steps.items()
                 }
+                if _BREAKDOWN.value:
+                    fns["keras_convs"] = _keras_convs_alone(steps["keras"], clips)
+                    fns["keras_update"] = _keras_update_alone(steps["keras"])
                 if _TORCH.value:
                     fns["torch"] = _torch_step(steps["keras"], clips, labels)
+                    if _BREAKDOWN.value:
+                        fns["torch_no_bn"] = _torch_step(
+                            steps["keras"], clips, labels, no_batch_norm=True
+                        )
+                        fns["torch_convs"] = _torch_convs_alone(steps["keras"], clips, labels)
+                        fns["torch_update"] = _torch_update_alone(steps["keras"])
                 if matmul_call is not None:
                     fns["matmul"] = matmul_call
                 first = {}
@@ -240,6 +503,10 @@ def main(argv):
                 row.update({f"{key}_s": float(np.median(t)) for key, t in times.items()})
                 macs = train_step_macs(steps["keras"], size, batch)
                 row["train_gflops"] = macs / 1e9
+                if _BREAKDOWN.value:
+                    row["conv_gflops"] = train_step_macs(
+                        steps["keras"], size, batch, convs_only=True
+                    ) / 1e9
                 if matmul_call is not None:
                     # This row's own ceiling: the machine's speed drifts between minutes.
                     row["ceiling_gflops_s"] = ceiling_lib.gflops(ceiling_size, row.pop("matmul_s"))
@@ -270,6 +537,8 @@ def main(argv):
     print(header + "\n" + rule)
     for row in rows:
         print(_fmt(row))
+    if _BREAKDOWN.value:
+        _print_breakdown(rows)
 
 
 if __name__ == "__main__":

@@ -84,3 +84,33 @@ def test_bench_inference_nofold_batch_norm_times_the_model_as_built():
     (row,) = _table_rows(out)
     assert row[:2] == ["slowfast_r50_4x16", "2"] and float(row[3]) > 0
     assert row[8] == "nan%"  # --ceiling_size=0: no ceiling measured
+
+
+@pytest.mark.slow
+def test_bench_train_breakdown_parts_add_up():
+    out = _run("benchmarks/bench_train.py", "--quick", "--models=slowfast_r50_4x16",
+               "--breakdown")
+    main_row, *parts = _table_rows(out)
+    keras_s, torch_s, ceiling = float(main_row[3]), float(main_row[4]), float(main_row[9])
+    assert [p[3] for p in parts] == ["Keras/TF", "PyTorchVideo"]
+    # The convolutions' multiply-adds alone: 3x their forward ones, less the stems' input
+    # gradients (no dense layer).
+    from slowfast_tf.models import build_model
+    from slowfast_tf.models.common import flops
+
+    tiny = build_model("slowfast_r50_4x16", num_classes=400, train_crop_size=32,
+                       depth=50, width=8, beta_inv=4, num_frames=8)
+    layers = flops.layer_flops(tiny, image_size=32, batch_size=2, convention="paper")
+    convs = [(n, f) for n, kind, f in layers if kind.endswith("Conv3D")]
+    # Per pathway 16 bottlenecks x 3 convs + 4 shortcuts, the 2 stems and 4 fusions (s1-s4).
+    assert len(convs) == 2 * (16 * 3 + 4) + 2 + 4
+    expected = sum(2 * f if n.endswith("stem_conv") else 3 * f for n, f in convs)
+    for part, step in zip(parts, (keras_s, torch_s)):
+        step_s, convs_s, gflops, pct, bn_s, update_s, rest_s = part[4:]
+        assert float(step_s) == pytest.approx(step, abs=0.0015)  # the same medians
+        assert float(gflops) == pytest.approx(expected / 1e9, rel=1e-3)
+        assert float(convs_s) > 0 and float(update_s) > 0
+        assert float(pct.rstrip("%")) == pytest.approx(
+            200 * float(gflops) / float(convs_s) / ceiling, rel=0.03, abs=0.06)
+        assert float(rest_s) == pytest.approx(
+            float(step_s) - float(convs_s) - float(bn_s) - float(update_s), abs=0.003)
