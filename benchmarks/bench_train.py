@@ -281,7 +281,7 @@ def _keras_convs_alone(model, clips):
     tf.get_logger().setLevel("ERROR")
     for i, (layer, shape) in enumerate(zip(convs, shapes)):
         x = tf.random.stateless_normal(shape, seed=(1, i))
-        dy = tf.random.stateless_normal(layer(x).shape, seed=(2, i))
+        dy = tf.random.stateless_normal(layer.compute_output_shape(shape), seed=(2, i))
         stem = layer.name.endswith("stem_conv")
 
         @tf.function(autograph=False)
@@ -382,6 +382,12 @@ def _torch_update_alone(model):
     return run
 
 
+def _ceiling_fraction(gflops, seconds, row):
+    """Fraction of the row's matmul ceiling reached by ``gflops`` multiply-adds (in GFLOPs, one
+    multiply-add = 1) done in ``seconds``; the matmul counts a multiply-add as 2 FLOPs."""
+    return 2 * gflops / seconds / row["ceiling_gflops_s"]
+
+
 def _percent(fraction):
     return "-" if fraction is None else f"{100 * fraction:.1f}%"
 
@@ -419,7 +425,7 @@ def _print_breakdown(rows):
             batch_norm, update = step - row[f"{key}_no_bn_s"], row[f"{key}_update_s"]
             fraction = None
             if "ceiling_gflops_s" in row:
-                fraction = 2 * row["conv_gflops"] / convs / row["ceiling_gflops_s"]
+                fraction = _ceiling_fraction(row["conv_gflops"], convs, row)
             cells = [row["model"], str(row["image_size"]), str(row["batch"]), framework,
                      f"{step:.3f}", f"{convs:.3f}", f"{row['conv_gflops']:.4g}",
                      _percent(fraction), f"{batch_norm:.3f}", f"{update:.3f}",
@@ -512,8 +518,9 @@ def main(argv):
                     row["ceiling_gflops_s"] = ceiling_lib.gflops(ceiling_size, row.pop("matmul_s"))
                     for key in ("keras", "torch"):
                         if f"{key}_s" in row:
-                            achieved = 2 * macs / row[f"{key}_s"] / 1e9
-                            row[f"{key}_fraction"] = achieved / row["ceiling_gflops_s"]
+                            row[f"{key}_fraction"] = _ceiling_fraction(
+                                row["train_gflops"], row[f"{key}_s"], row
+                            )
                 rows.append(row)
                 print(
                     f"{name} {size}^2 batch {batch}: first call "
